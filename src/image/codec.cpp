@@ -1,0 +1,24 @@
+#include "image/codec.h"
+
+#include <xxhash.h>
+
+namespace ckpt::image {
+
+const char* record_name(RecordType t) {
+    switch (t) {
+        case RecordType::Header: return "Header";
+        case RecordType::Process: return "Process";
+        case RecordType::Thread: return "Thread";
+        case RecordType::Vma: return "Vma";
+        case RecordType::PageRun: return "PageRun";
+        case RecordType::Fd: return "Fd";
+        case RecordType::End: return "End";
+    }
+    return "unknown";
+}
+
+uint64_t payload_checksum(RecordType t, const void* data, size_t size) {
+    return XXH3_64bits_withSeed(data, size, static_cast<uint64_t>(t));
+}
+
+}  // namespace ckpt::image

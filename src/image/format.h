@@ -1,0 +1,384 @@
+// The ckpt image format: the one place where every record is defined.
+//
+// An image is a directory with two files:
+//   meta.img  preamble (magic, version) followed by records; the first is a Header,
+//             the last an End. Each record: RecordHeader + payload, payload checksummed.
+//   data.img  preamble, padded to one page, then raw page data (and the contents of
+//             unlinked files), referenced from PageRun and Fd records by offset.
+//
+// Every record is a struct with a `visit` function listing its fields in wire order; the
+// same list drives encoding, decoding and `ckpt info --json`, so a field cannot be written
+// and forgotten by the reader or by info. Integers are little endian and fixed width;
+// strings and byte blobs are a u32 length then the bytes; vectors a u32 count then elements.
+// docs/image-format.md describes the layout for people; this header is the authority.
+//
+// Compatibility: kFormatVersion changes whenever any record changes shape; a reader refuses
+// a version it does not know rather than guessing.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ckpt::image {
+
+inline constexpr char kMetaMagic[8] = {'C', 'K', 'P', 'T', 'M', 'E', 'T', 'A'};
+inline constexpr char kDataMagic[8] = {'C', 'K', 'P', 'T', 'D', 'A', 'T', 'A'};
+inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint64_t kPageSize = 4096;
+inline constexpr uint64_t kDataHeaderSize = kPageSize;  // page data starts page aligned
+inline constexpr const char* kMetaFile = "meta.img";
+inline constexpr const char* kDataFile = "data.img";
+
+struct Preamble {  // first 16 bytes of both files
+    char magic[8];
+    uint32_t version;
+    uint32_t reserved;
+};
+
+enum class RecordType : uint32_t {
+    Header = 1,
+    Process = 2,
+    Thread = 3,
+    Vma = 4,
+    PageRun = 5,
+    Fd = 6,
+    End = 0x7fff,
+};
+
+struct RecordHeader {
+    uint32_t type;
+    uint32_t payload_size;
+    uint64_t checksum;  // XXH3-64 of the payload, seeded with `type`
+};
+static_assert(sizeof(RecordHeader) == 16);
+
+inline constexpr uint32_t kMaxPayload = 64u << 20;  // sanity bound for corrupt sizes
+
+// ---- records --------------------------------------------------------------------------
+
+struct Header {
+    static constexpr RecordType kType = RecordType::Header;
+    uint64_t image_id = 0;  // random; data.img carries the same id
+    std::string ckpt_version;
+    std::string kernel_release;
+    uint64_t created_unix_ns = 0;
+    uint32_t page_size = kPageSize;
+    uint32_t xsave_size = 0;  // size of each thread's xsave blob
+    uint64_t xfeatures = 0;   // XCR0 of the dumping CPU
+    uint32_t nr_processes = 0;
+
+    template <typename V> void visit(V& v) {
+        v("image_id", image_id);
+        v("ckpt_version", ckpt_version);
+        v("kernel_release", kernel_release);
+        v("created_unix_ns", created_unix_ns);
+        v("page_size", page_size);
+        v("xsave_size", xsave_size);
+        v("xfeatures", xfeatures);
+        v("nr_processes", nr_processes);
+    }
+};
+
+struct SigAction {
+    uint64_t handler = 0, flags = 0, restorer = 0, mask = 0;
+    template <typename V> void visit(V& v) {
+        v("handler", handler);
+        v("flags", flags);
+        v("restorer", restorer);
+        v("mask", mask);
+    }
+};
+
+struct Itimer {
+    int64_t interval_sec = 0, interval_usec = 0, value_sec = 0, value_usec = 0;
+    template <typename V> void visit(V& v) {
+        v("interval_sec", interval_sec);
+        v("interval_usec", interval_usec);
+        v("value_sec", value_sec);
+        v("value_usec", value_usec);
+    }
+};
+
+struct Rlimit {
+    uint64_t cur = 0, max = 0;
+    template <typename V> void visit(V& v) {
+        v("cur", cur);
+        v("max", max);
+    }
+};
+
+struct MmFields {  // what PR_SET_MM_MAP takes back
+    uint64_t start_code = 0, end_code = 0, start_data = 0, end_data = 0;
+    uint64_t start_brk = 0, brk = 0, start_stack = 0;
+    uint64_t arg_start = 0, arg_end = 0, env_start = 0, env_end = 0;
+    template <typename V> void visit(V& v) {
+        v("start_code", start_code);
+        v("end_code", end_code);
+        v("start_data", start_data);
+        v("end_data", end_data);
+        v("start_brk", start_brk);
+        v("brk", brk);
+        v("start_stack", start_stack);
+        v("arg_start", arg_start);
+        v("arg_end", arg_end);
+        v("env_start", env_start);
+        v("env_end", env_end);
+    }
+};
+
+struct Creds {
+    uint32_t ruid = 0, euid = 0, suid = 0, fsuid = 0;
+    uint32_t rgid = 0, egid = 0, sgid = 0, fsgid = 0;
+    std::vector<uint32_t> groups;
+    template <typename V> void visit(V& v) {
+        v("ruid", ruid);
+        v("euid", euid);
+        v("suid", suid);
+        v("fsuid", fsuid);
+        v("rgid", rgid);
+        v("egid", egid);
+        v("sgid", sgid);
+        v("fsgid", fsgid);
+        v("groups", groups);
+    }
+};
+
+struct Process {
+    static constexpr RecordType kType = RecordType::Process;
+    int32_t pid = 0, ppid = 0, pgid = 0, sid = 0;
+    std::string comm;
+    std::vector<std::string> argv;  // for people (info); the real argv is in memory
+    std::string exe_path;
+    std::string cwd;
+    std::string root;
+    uint32_t umask = 0;
+    uint32_t personality = 0;
+    Creds creds;
+    std::vector<Rlimit> rlimits;  // indexed by RLIMIT_*
+    MmFields mm;
+    std::vector<uint64_t> auxv;  // raw (key, value) pairs up to and including AT_NULL
+    std::vector<SigAction> sigactions;  // 64 entries, index = signal - 1
+    std::vector<Itimer> itimers;        // REAL, VIRTUAL, PROF
+    std::vector<std::string> shared_pending;  // process-directed siginfo_t (128 bytes each)
+    uint64_t vdso_hash = 0;  // XXH3 of the [vdso] text, to refuse a different kernel's vDSO
+    uint32_t nr_threads = 0;
+
+    template <typename V> void visit(V& v) {
+        v("pid", pid);
+        v("ppid", ppid);
+        v("pgid", pgid);
+        v("sid", sid);
+        v("comm", comm);
+        v("argv", argv);
+        v("exe_path", exe_path);
+        v("cwd", cwd);
+        v("root", root);
+        v("umask", umask);
+        v("personality", personality);
+        v("creds", creds);
+        v("rlimits", rlimits);
+        v("mm", mm);
+        v("auxv", auxv);
+        v("sigactions", sigactions);
+        v("itimers", itimers);
+        v("shared_pending", shared_pending);
+        v("vdso_hash", vdso_hash);
+        v("nr_threads", nr_threads);
+    }
+};
+
+// How a thread was stopped inside a system call; restore resumes it as the kernel would.
+enum class SyscallRestart : uint32_t {
+    None = 0,       // not in a syscall, or the syscall completed
+    Restart = 1,    // -ERESTARTSYS/-ERESTARTNOINTR/-ERESTARTNOHAND: re-execute it
+    RestartBlock = 2,  // -ERESTART_RESTARTBLOCK: re-execute it with its original arguments
+};
+
+struct BacktraceFrame {
+    uint64_t pc = 0;
+    uint64_t sp = 0;
+    std::string symbol;  // "function+0xoff" or empty
+    std::string object;  // mapping path
+    template <typename V> void visit(V& v) {
+        v("pc", pc);
+        v("sp", sp);
+        v("symbol", symbol);
+        v("object", object);
+    }
+};
+
+struct Thread {
+    static constexpr RecordType kType = RecordType::Thread;
+    int32_t pid = 0;  // owning process
+    int32_t tid = 0;
+    std::string name;
+    char state = '?';  // from /proc: R, S, D...
+    std::string regs;   // struct user_regs_struct, 27 * 8 bytes
+    std::string xsave;  // NT_X86_XSTATE blob, Header::xsave_size bytes
+    uint64_t sigmask = 0;
+    uint64_t altstack_sp = 0, altstack_size = 0;
+    int32_t altstack_flags = 0;
+    uint64_t clear_child_tid = 0;
+    uint64_t robust_list = 0, robust_list_len = 0;
+    uint64_t rseq_addr = 0;
+    uint32_t rseq_len = 0, rseq_sig = 0, rseq_flags = 0;
+    int32_t sched_policy = 0, sched_priority = 0, nice = 0;
+    std::string affinity;  // cpu_set_t bytes
+    int64_t syscall_nr = -1;  // orig_rax when stopped in a syscall
+    SyscallRestart restart = SyscallRestart::None;
+    std::vector<std::string> pending;  // thread-directed siginfo_t
+    std::vector<BacktraceFrame> backtrace;
+
+    template <typename V> void visit(V& v) {
+        v("pid", pid);
+        v("tid", tid);
+        v("name", name);
+        v("state", state);
+        v("regs", regs);
+        v("xsave", xsave);
+        v("sigmask", sigmask);
+        v("altstack_sp", altstack_sp);
+        v("altstack_size", altstack_size);
+        v("altstack_flags", altstack_flags);
+        v("clear_child_tid", clear_child_tid);
+        v("robust_list", robust_list);
+        v("robust_list_len", robust_list_len);
+        v("rseq_addr", rseq_addr);
+        v("rseq_len", rseq_len);
+        v("rseq_sig", rseq_sig);
+        v("rseq_flags", rseq_flags);
+        v("sched_policy", sched_policy);
+        v("sched_priority", sched_priority);
+        v("nice", nice);
+        v("affinity", affinity);
+        v("syscall_nr", syscall_nr);
+        v("restart", restart);
+        v("pending", pending);
+        v("backtrace", backtrace);
+    }
+};
+
+enum class VmaKind : uint32_t {
+    Anon = 0,        // private or shared anonymous memory
+    File = 1,        // a mapping of a file
+    Heap = 2,        // [heap]
+    Stack = 3,       // [stack]
+    Vdso = 4,        // [vdso]
+    Vvar = 5,        // [vvar]
+    VvarVclock = 6,  // [vvar_vclock]
+    Vsyscall = 7,    // [vsyscall]: fixed by the kernel, recorded but never restored
+};
+
+// madvise-level properties read from smaps VmFlags that restore reapplies.
+enum VmaAdvice : uint32_t {
+    kAdviceHugepage = 1 << 0,    // hg
+    kAdviceNoHugepage = 1 << 1,  // nh
+    kAdviceDontDump = 1 << 2,    // dd
+    kAdviceDontFork = 1 << 3,    // dc
+    kAdviceWipeOnFork = 1 << 4,  // wf
+    kAdviceLocked = 1 << 5,      // lo
+};
+
+struct Vma {
+    static constexpr RecordType kType = RecordType::Vma;
+    int32_t pid = 0;
+    uint64_t start = 0, end = 0;
+    uint32_t prot = 0;   // PROT_*
+    uint32_t flags = 0;  // MAP_SHARED / MAP_PRIVATE / MAP_ANONYMOUS / MAP_GROWSDOWN
+    VmaKind kind = VmaKind::Anon;
+    uint32_t advice = 0;  // VmaAdvice bits
+    uint64_t pgoff = 0;   // file offset in bytes
+    std::string path;     // file path, or the name shown in maps ("/dev/zero (deleted)")
+    uint64_t dev = 0, ino = 0;
+    uint64_t stored_pages = 0;  // pages of this VMA in data.img (for info)
+
+    template <typename V> void visit(V& v) {
+        v("pid", pid);
+        v("start", start);
+        v("end", end);
+        v("prot", prot);
+        v("flags", flags);
+        v("kind", kind);
+        v("advice", advice);
+        v("pgoff", pgoff);
+        v("path", path);
+        v("dev", dev);
+        v("ino", ino);
+        v("stored_pages", stored_pages);
+    }
+};
+
+// Pages [addr, addr + nr_pages * page) of process pid are at data_offset in data.img.
+struct PageRun {
+    static constexpr RecordType kType = RecordType::PageRun;
+    int32_t pid = 0;
+    uint64_t addr = 0;
+    uint64_t nr_pages = 0;
+    uint64_t data_offset = 0;
+    uint64_t checksum = 0;  // XXH3-64 of the run's bytes
+
+    template <typename V> void visit(V& v) {
+        v("pid", pid);
+        v("addr", addr);
+        v("nr_pages", nr_pages);
+        v("data_offset", data_offset);
+        v("checksum", checksum);
+    }
+};
+
+enum class FdKind : uint32_t {
+    Regular = 0,   // a file that still has its path
+    Unlinked = 1,  // a regular file deleted while open: its content is in data.img
+    CharDev = 2,   // /dev/null, /dev/zero, ...
+    Tty = 3,       // a terminal (pty slave or console)
+    Directory = 4,
+};
+
+struct Fd {
+    static constexpr RecordType kType = RecordType::Fd;
+    int32_t pid = 0;
+    int32_t fd = 0;
+    int32_t dup_of = -1;  // same open file description as this earlier fd (kcmp)
+    FdKind kind = FdKind::Regular;
+    uint32_t open_flags = 0;  // O_* as in fdinfo "flags", without O_CLOEXEC
+    uint32_t fd_flags = 0;    // FD_CLOEXEC
+    uint64_t pos = 0;
+    std::string path;
+    uint32_t mode = 0;  // st_mode
+    uint64_t dev = 0, ino = 0, rdev = 0;
+    uint64_t size = 0;
+    uint64_t data_offset = 0;  // Unlinked: content in data.img
+    uint64_t checksum = 0;     // Unlinked: XXH3-64 of the content
+
+    template <typename V> void visit(V& v) {
+        v("pid", pid);
+        v("fd", fd);
+        v("dup_of", dup_of);
+        v("kind", kind);
+        v("open_flags", open_flags);
+        v("fd_flags", fd_flags);
+        v("pos", pos);
+        v("path", path);
+        v("mode", mode);
+        v("dev", dev);
+        v("ino", ino);
+        v("rdev", rdev);
+        v("size", size);
+        v("data_offset", data_offset);
+        v("checksum", checksum);
+    }
+};
+
+struct End {
+    static constexpr RecordType kType = RecordType::End;
+    uint64_t nr_records = 0;  // records before this one, Header included
+    uint64_t data_size = 0;   // expected size of data.img
+
+    template <typename V> void visit(V& v) {
+        v("nr_records", nr_records);
+        v("data_size", data_size);
+    }
+};
+
+}  // namespace ckpt::image

@@ -1,0 +1,20 @@
+// An image in memory: every record of meta.img, grouped by type, in file order.
+#pragma once
+
+#include <vector>
+
+#include "image/format.h"
+
+namespace ckpt::image {
+
+struct Image {
+    Header header;
+    std::vector<Process> processes;
+    std::vector<Thread> threads;
+    std::vector<Vma> vmas;
+    std::vector<PageRun> page_runs;
+    std::vector<Fd> fds;
+    End end;
+};
+
+}  // namespace ckpt::image

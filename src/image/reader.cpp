@@ -1,0 +1,160 @@
+#include "image/reader.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <xxhash.h>
+
+#include <cstring>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "image/codec.h"
+
+namespace ckpt::image {
+
+namespace {
+
+template <typename Rec>
+void decode_into(std::vector<Rec>& out, const std::string& payload) {
+    out.push_back(decode<Rec>(payload));
+}
+
+void check_preamble(const Preamble& pre, const char (&magic)[8], const std::string& path) {
+    if (std::memcmp(pre.magic, magic, sizeof magic) != 0)
+        fail("{} is not a ckpt image file (bad magic)", path);
+    if (pre.version != kFormatVersion)
+        fail("{} has image format version {}, this ckpt reads version {}", path, pre.version,
+             kFormatVersion);
+}
+
+}  // namespace
+
+Image read_image(const std::string& dir) {
+    struct stat st;
+    if (::stat(dir.c_str(), &st) != 0) fail_errno("cannot open image directory {}", dir);
+    std::string meta_path = dir + "/" + kMetaFile;
+    if (::access(meta_path.c_str(), F_OK) != 0)
+        fail("{} holds no complete image ({} is missing)", dir, kMetaFile);
+    std::string meta = read_file(meta_path);
+
+    if (meta.size() < sizeof(Preamble)) fail("{} is truncated (no preamble)", meta_path);
+    Preamble pre;
+    std::memcpy(&pre, meta.data(), sizeof pre);
+    check_preamble(pre, kMetaMagic, meta_path);
+
+    Image img;
+    size_t pos = sizeof pre;
+    uint64_t index = 0;
+    bool have_end = false;
+    while (pos < meta.size()) {
+        if (have_end) fail("{}: data after the End record (offset {})", meta_path, pos);
+        if (meta.size() - pos < sizeof(RecordHeader))
+            fail("{} is truncated (partial record header at offset {})", meta_path, pos);
+        RecordHeader h;
+        std::memcpy(&h, meta.data() + pos, sizeof h);
+        pos += sizeof h;
+        auto type = static_cast<RecordType>(h.type);
+        if (h.payload_size > kMaxPayload || h.payload_size > meta.size() - pos)
+            fail("{} is truncated or corrupt (record {} claims {} bytes at offset {})",
+                 meta_path, index, h.payload_size, pos);
+        std::string payload = meta.substr(pos, h.payload_size);
+        if (payload_checksum(type, payload.data(), payload.size()) != h.checksum)
+            fail("{} is corrupt: checksum mismatch in record {} ({}) at offset {}", meta_path,
+                 index, record_name(type), pos);
+        pos += h.payload_size;
+        if (index == 0 && type != RecordType::Header)
+            fail("{} is corrupt: first record is not a Header", meta_path);
+        switch (type) {
+            case RecordType::Header:
+                if (index != 0) fail("{} is corrupt: second Header record", meta_path);
+                img.header = decode<Header>(payload);
+                break;
+            case RecordType::Process: decode_into(img.processes, payload); break;
+            case RecordType::Thread: decode_into(img.threads, payload); break;
+            case RecordType::Vma: decode_into(img.vmas, payload); break;
+            case RecordType::PageRun: decode_into(img.page_runs, payload); break;
+            case RecordType::Fd: decode_into(img.fds, payload); break;
+            case RecordType::End:
+                img.end = decode<End>(payload);
+                if (img.end.nr_records != index)
+                    fail("{} is corrupt: End counts {} records, found {}", meta_path,
+                         img.end.nr_records, index);
+                have_end = true;
+                break;
+            default:
+                fail("{} is corrupt: unknown record type {} at index {}", meta_path, h.type,
+                     index);
+        }
+        ++index;
+    }
+    if (!have_end) fail("{} is truncated (no End record)", meta_path);
+    if (img.processes.empty()) fail("{} holds no process", meta_path);
+    if (img.header.page_size != kPageSize)
+        fail("{}: page size {} is not supported", meta_path, img.header.page_size);
+
+    // data.img: same image id, exactly the announced size, runs inside it.
+    std::string data_path = dir + "/" + kDataFile;
+    UniqueFd data = open_data(dir);
+    char head[sizeof(Preamble) + 8];
+    pread_exact(data.get(), head, sizeof head, 0, data_path);
+    std::memcpy(&pre, head, sizeof pre);
+    check_preamble(pre, kDataMagic, data_path);
+    uint64_t id;
+    std::memcpy(&id, head + sizeof pre, sizeof id);
+    if (id != img.header.image_id)
+        fail("{} belongs to another image (id {:016x}, meta.img expects {:016x})", data_path,
+             id, img.header.image_id);
+    if (::fstat(data.get(), &st) != 0) fail_errno("cannot stat {}", data_path);
+    if (static_cast<uint64_t>(st.st_size) != img.end.data_size)
+        fail("{} is {} bytes, the image expects {} (truncated or corrupt)", data_path,
+             st.st_size, img.end.data_size);
+    for (const auto& run : img.page_runs) {
+        if (run.data_offset < kDataHeaderSize ||
+            run.data_offset + run.nr_pages * kPageSize > img.end.data_size)
+            fail("{} is corrupt: page run at {:#x} points outside data.img", dir, run.addr);
+    }
+    for (const auto& fd : img.fds) {
+        if (fd.kind == FdKind::Unlinked && fd.dup_of < 0 &&
+            fd.data_offset + fd.size > img.end.data_size)
+            fail("{} is corrupt: content of fd {} points outside data.img", dir, fd.fd);
+    }
+    return img;
+}
+
+UniqueFd open_data(const std::string& dir) {
+    std::string data_path = dir + "/" + kDataFile;
+    UniqueFd data(::open(data_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!data) fail_errno("cannot open {}", data_path);
+    return data;
+}
+
+void verify_data(const std::string& dir, const Image& img) {
+    if (img.end.data_size <= kDataHeaderSize) return;
+    UniqueFd data = open_data(dir);
+    void* p = ::mmap(nullptr, img.end.data_size, PROT_READ, MAP_PRIVATE, data.get(), 0);
+    if (p == MAP_FAILED) fail_errno("cannot map {}/{}", dir, kDataFile);
+    ::madvise(p, img.end.data_size, MADV_SEQUENTIAL);
+    auto* base = static_cast<const char*>(p);
+    std::string bad;
+    for (const auto& run : img.page_runs) {
+        if (XXH3_64bits(base + run.data_offset, run.nr_pages * kPageSize) != run.checksum) {
+            bad = fmt::format("pages at {:#x} (pid {})", run.addr, run.pid);
+            break;
+        }
+    }
+    if (bad.empty()) {
+        for (const auto& fd : img.fds) {
+            if (fd.kind == FdKind::Unlinked && fd.dup_of < 0 &&
+                XXH3_64bits(base + fd.data_offset, fd.size) != fd.checksum) {
+                bad = fmt::format("content of unlinked file behind fd {} (pid {})", fd.fd,
+                                  fd.pid);
+                break;
+            }
+        }
+    }
+    ::munmap(p, img.end.data_size);
+    if (!bad.empty()) fail("{}/{} is corrupt: checksum mismatch in {}", dir, kDataFile, bad);
+}
+
+}  // namespace ckpt::image

@@ -1,0 +1,22 @@
+// Reads and validates a whole image before anything is done with it: a restore must fail
+// before it creates a process, not halfway through.
+#pragma once
+
+#include <string>
+
+#include "common/fd.h"
+#include "image/image.h"
+
+namespace ckpt::image {
+
+// Parses meta.img, checks every record's checksum, the record order, the End record and
+// that data.img belongs to this image and has the announced size.
+Image read_image(const std::string& dir);
+
+// Opens data.img of a validated image for reading.
+UniqueFd open_data(const std::string& dir);
+
+// Checks the XXH3 of every page run and unlinked-file content against data.img.
+void verify_data(const std::string& dir, const Image& img);
+
+}  // namespace ckpt::image

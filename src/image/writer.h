@@ -1,0 +1,57 @@
+// Writes an image directory in one pass: records go to meta.img as they are produced, page
+// data is appended to data.img (by splice or write). Both are written under temporary names
+// and renamed only by commit(), data first and meta last, so an interrupted dump never
+// leaves a directory that looks like a complete image. Files are created with mode 0600.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/fd.h"
+#include "image/codec.h"
+
+namespace ckpt::image {
+
+class ImageWriter {
+  public:
+    explicit ImageWriter(std::string dir);
+    ~ImageWriter();  // removes the temporary files unless committed
+    ImageWriter(const ImageWriter&) = delete;
+    ImageWriter& operator=(const ImageWriter&) = delete;
+
+    uint64_t image_id() const { return image_id_; }
+
+    template <typename Rec>
+    void add(const Rec& rec) {
+        add_raw(Rec::kType, encode(rec));
+    }
+
+    // Page data: the current end of data.img, an fd to splice into, and a way to account
+    // for bytes that were spliced (the fd's file offset is kept in step by the caller).
+    uint64_t data_offset() const { return data_offset_; }
+    int data_fd() const { return data_.get(); }
+    void data_appended(uint64_t n) { data_offset_ += n; }
+    uint64_t append_data(const void* buf, size_t len);
+
+    // Fills in the XXH3 of each run from what was written to data.img, reading it back
+    // through the page cache (after the target is released, so it costs no frozen time).
+    void checksum_runs(std::vector<PageRun>& runs) const;
+
+    void commit();
+
+  private:
+    void add_raw(RecordType type, const std::string& payload);
+    void flush_meta();
+
+    std::string dir_;
+    std::string meta_tmp_, data_tmp_;
+    UniqueFd meta_, data_;
+    std::string meta_buf_;
+    uint64_t image_id_ = 0;
+    uint64_t data_offset_ = 0;
+    uint64_t nr_records_ = 0;
+    bool committed_ = false;
+};
+
+}  // namespace ckpt::image

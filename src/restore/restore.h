@@ -1,0 +1,20 @@
+// `ckpt restore`: bring a dumped process back with its PID.
+#pragma once
+
+#include <string>
+
+namespace ckpt::restore {
+
+struct RestoreOptions {
+    std::string dir;
+    bool detach = false;     // let the restored process go instead of waiting for it
+    bool shell_job = false;  // give it ckpt's terminal
+    bool print_stats = false;
+};
+
+// Returns the exit code ckpt should exit with: the restored process's status when waiting
+// for it (128 + signal if it was killed), 0 when detached. Throws ckpt::Error on failure,
+// with nothing of the half-restored process left behind.
+int restore(const RestoreOptions& opts);
+
+}  // namespace ckpt::restore

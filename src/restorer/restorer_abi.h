@@ -1,0 +1,163 @@
+// The contract between `ckpt restore` and the restorer stub it leaves running in the new
+// process. ckpt builds everything in one region (blob, these args, tables, one signal frame
+// and one stack per thread) at an address no VMA of the image uses; every pointer below is
+// an absolute address inside that region. Plain data only: freestanding code reads it.
+#pragma once
+
+#include <stdint.h>
+
+namespace ckpt::restorer {
+
+inline constexpr uint32_t kAbiVersion = 1;
+
+struct VmaArg {
+    uint64_t start, end;
+    uint64_t pgoff;
+    uint32_t prot, flags;  // final PROT_*, MAP_* (without MAP_FIXED)
+    int32_t fd;            // opened file for file mappings, -1 for anonymous
+    uint32_t advice;       // image::VmaAdvice bits
+    uint32_t has_pages;    // pages will be written: map writable first
+    uint32_t pad;
+};
+
+struct PageRunArg {
+    uint64_t addr, nr_pages, data_offset;
+};
+
+// vDSO pieces of the running kernel, moved to where the image had them.
+struct SpecialMove {
+    uint64_t cur_start, len, target_start;
+};
+
+struct KSigaction {
+    uint64_t handler, flags, restorer, mask;
+};
+
+struct Itimer {
+    int64_t interval_sec, interval_usec, value_sec, value_usec;
+};
+
+struct Siginfo {
+    uint8_t bytes[128];
+};
+
+// x86_64 kernel layout of the frame rt_sigreturn consumes (struct rt_sigframe).
+struct SigContext {
+    uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
+    uint64_t rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip;
+    uint64_t eflags;
+    uint16_t cs, gs, fs, ss;
+    uint64_t err, trapno, oldmask, cr2;
+    uint64_t fpstate;  // address of the 64-byte aligned xsave area
+    uint64_t reserved1[8];
+};
+static_assert(sizeof(SigContext) == 256);
+
+struct UContext {
+    uint64_t uc_flags;
+    uint64_t uc_link;
+    uint64_t ss_sp;
+    int32_t ss_flags;
+    int32_t ss_pad;
+    uint64_t ss_size;
+    SigContext mcontext;
+    uint64_t sigmask;
+};
+
+struct RtSigframe {
+    uint64_t pretcode;
+    UContext uc;
+    Siginfo info;
+};
+
+inline constexpr uint64_t kUcFpXstate = 0x1, kUcSigcontextSs = 0x2, kUcStrictRestoreSs = 0x4;
+
+struct ThreadArg {
+    int32_t tid;
+    uint32_t nr_pending;
+    uint64_t pending;  // Siginfo[nr_pending], thread-directed
+    uint64_t frame;    // RtSigframe*, 64-byte aligned fpstate follows separately
+    uint64_t fs_base, gs_base;
+    uint64_t rseq_addr;
+    uint32_t rseq_len, rseq_sig;
+    uint64_t clear_child_tid;
+    uint64_t robust_list, robust_list_len;
+    uint64_t stack_top;  // this thread's stack inside the region
+    char name[16];
+};
+
+struct MmMap {  // struct prctl_mm_map
+    uint64_t start_code, end_code, start_data, end_data, start_brk, brk, start_stack;
+    uint64_t arg_start, arg_end, env_start, env_end;
+    uint64_t auxv;  // address of the auxv words
+    uint32_t auxv_size;
+    uint32_t exe_fd;
+};
+
+// Where the stub was when it failed: ckpt reads this back when the process exits.
+enum Step : int32_t {
+    kStepNone = 0,
+    kStepBlockSignals,
+    kStepRseqUnregister,
+    kStepUnmapOld,
+    kStepMoveVdso,
+    kStepMapVma,
+    kStepAdvise,
+    kStepPopulate,
+    kStepReadPages,
+    kStepProtect,
+    kStepCloseFds,
+    kStepMm,
+    kStepSigaction,
+    kStepItimer,
+    kStepCreds,
+    kStepThreadState,
+    kStepRseq,
+    kStepPending,
+    kStepSigreturn,
+};
+
+struct RestorerArgs {
+    uint32_t abi_version;
+    int32_t failed_step;     // Step
+    int64_t failed_errno;    // -errno from the kernel
+    uint64_t failed_detail;  // e.g. the VMA start address
+
+    uint64_t self_start, self_len;  // the whole region (unmapped by ckpt at the end)
+    uint64_t old_rseq_addr;         // ckpt's own rseq registration, inherited by fork
+    uint32_t old_rseq_len, old_rseq_sig;
+
+    uint32_t nr_moves;
+    uint32_t pad0;
+    SpecialMove moves[4];
+    uint64_t park_start;  // room inside the region to park the vDSO while moving it
+
+    uint64_t keep_start[8], keep_end[8];  // ranges "unmap everything" must spare
+    uint32_t nr_keep;
+
+    uint32_t nr_vmas;
+    uint64_t vmas;  // VmaArg[]
+    uint64_t nr_runs;
+    uint64_t runs;  // PageRunArg[]
+    int32_t data_fd;
+    uint32_t nr_close_fds;
+    uint64_t close_fds;  // int32_t[]: mapping files, data.img, exe
+
+    MmMap mm;
+    KSigaction sigactions[64];
+    Itimer itimers[3];
+    uint32_t nr_shared_pending;
+    uint32_t pad1;
+    uint64_t shared_pending;  // Siginfo[]
+
+    uint32_t set_creds;
+    uint32_t uids[4], gids[4];  // r, e, s, fs
+    uint32_t nr_groups;
+    uint64_t groups;  // uint32_t[]
+
+    int32_t pid;
+    uint32_t nr_threads;
+    uint64_t threads;  // ThreadArg[]
+};
+
+}  // namespace ckpt::restorer

@@ -1,0 +1,290 @@
+#include "tracer/memory_dump.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/sysmacros.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "tracer/proc_parse.h"
+
+namespace ckpt::tracer {
+
+using image::Vma;
+using image::VmaKind;
+constexpr uint64_t kPage = image::kPageSize;
+
+namespace {
+
+constexpr uint64_t kPmPresent = 1ull << 63;
+constexpr uint64_t kPmSwapped = 1ull << 62;
+constexpr uint64_t kPmFile = 1ull << 61;  // file page or shared anonymous
+
+bool has(const std::vector<std::string>& flags, const char* f) {
+    return std::find(flags.begin(), flags.end(), f) != flags.end();
+}
+
+Vma classify(pid_t pid, const proc::MapsEntry& m, const std::vector<std::string>& vmflags) {
+    Vma v;
+    v.pid = pid;
+    v.start = m.start;
+    v.end = m.end;
+    v.prot = (m.read ? PROT_READ : 0) | (m.write ? PROT_WRITE : 0) | (m.exec ? PROT_EXEC : 0);
+    v.flags = m.shared ? MAP_SHARED : MAP_PRIVATE;
+    v.pgoff = m.offset;
+    v.path = m.path;
+    v.dev = makedev(m.dev_major, m.dev_minor);
+    v.ino = m.inode;
+    if (has(vmflags, "gd")) v.flags |= MAP_GROWSDOWN;
+    if (has(vmflags, "hg")) v.advice |= image::kAdviceHugepage;
+    if (has(vmflags, "nh")) v.advice |= image::kAdviceNoHugepage;
+    if (has(vmflags, "dd")) v.advice |= image::kAdviceDontDump;
+    if (has(vmflags, "dc")) v.advice |= image::kAdviceDontFork;
+    if (has(vmflags, "wf")) v.advice |= image::kAdviceWipeOnFork;
+    if (has(vmflags, "lo")) v.advice |= image::kAdviceLocked;
+
+    auto unsupported = [&](const char* why) {
+        fail("process {}: mapping {:x}-{:x} {}: {} (not supported yet)", pid, m.start, m.end,
+             m.path.empty() ? "(anonymous)" : m.path, why);
+    };
+    if (m.path == "[vdso]") {
+        v.kind = VmaKind::Vdso;
+    } else if (m.path == "[vvar]") {
+        v.kind = VmaKind::Vvar;
+    } else if (m.path == "[vvar_vclock]") {
+        v.kind = VmaKind::VvarVclock;
+    } else if (m.path == "[vsyscall]") {
+        v.kind = VmaKind::Vsyscall;
+    } else if (m.path == "[heap]") {
+        v.kind = VmaKind::Heap;
+        v.flags |= MAP_ANONYMOUS;
+    } else if (m.path == "[stack]") {
+        v.kind = VmaKind::Stack;
+        v.flags |= MAP_ANONYMOUS;
+    } else if (m.path.empty() || m.path.starts_with("[anon:")) {
+        v.kind = VmaKind::Anon;
+        v.flags |= MAP_ANONYMOUS;
+        if (m.shared) unsupported("unnamed shared mapping");
+    } else if (m.path == "/dev/zero (deleted)" && m.shared) {
+        v.kind = VmaKind::Anon;  // MAP_SHARED | MAP_ANONYMOUS shows like this
+        v.flags |= MAP_ANONYMOUS;
+    } else if (m.path.starts_with("/SYSV")) {
+        unsupported("System V shared memory");
+    } else if (m.path.starts_with("/memfd:")) {
+        unsupported("memfd mapping");
+    } else if (m.path.ends_with(" (deleted)")) {
+        unsupported("mapping of a deleted file");
+    } else if (m.path.starts_with("/")) {
+        v.kind = VmaKind::File;
+    } else {
+        unsupported("special kernel mapping");
+    }
+    if (v.kind != VmaKind::Vvar && v.kind != VmaKind::VvarVclock &&
+        (has(vmflags, "io") || has(vmflags, "pf")))
+        unsupported("device (VM_IO/VM_PFNMAP) mapping");
+    return v;
+}
+
+// Which present/swapped pages of a VMA may hold data not recoverable from elsewhere.
+bool page_wanted(const Vma& v, uint64_t pm) {
+    switch (v.kind) {
+        case VmaKind::Vdso:
+        case VmaKind::Vvar:
+        case VmaKind::VvarVclock:
+        case VmaKind::Vsyscall: return false;
+        case VmaKind::File:
+            if (v.flags & MAP_SHARED) return false;  // the file holds it
+            return (pm & kPmSwapped) || ((pm & kPmPresent) && !(pm & kPmFile));
+        default: return (pm & (kPmPresent | kPmSwapped)) != 0;
+    }
+}
+
+struct Span {
+    uint64_t addr, nr_pages;
+    size_t vma;
+};
+
+// Candidate spans of every VMA from /proc/PID/pagemap.
+std::vector<Span> candidate_spans(pid_t pid, const std::vector<Vma>& vmas) {
+    std::string path = fmt::format("/proc/{}/pagemap", pid);
+    UniqueFd pm(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!pm) fail_errno("cannot open {}", path);
+    std::vector<Span> spans;
+    constexpr uint64_t kChunk = 65536;
+    std::vector<uint64_t> entries(kChunk);
+    for (size_t i = 0; i < vmas.size(); ++i) {
+        const Vma& v = vmas[i];
+        if (!page_wanted(v, kPmPresent | kPmSwapped)) continue;  // whole kinds with no data
+        for (uint64_t addr = v.start; addr < v.end;) {
+            uint64_t n = std::min(kChunk, (v.end - addr) / kPage);
+            pread_exact(pm.get(), entries.data(), n * 8, addr / kPage * 8, path);
+            for (uint64_t k = 0; k < n; ++k) {
+                if (!page_wanted(v, entries[k])) continue;
+                uint64_t a = addr + k * kPage;
+                if (!spans.empty() && spans.back().vma == i &&
+                    spans.back().addr + spans.back().nr_pages * kPage == a)
+                    ++spans.back().nr_pages;
+                else
+                    spans.push_back({a, 1, i});
+            }
+            addr += n * kPage;
+        }
+    }
+    return spans;
+}
+
+bool all_zero(const char* p) {
+    static const char zero[kPage] = {};
+    return std::memcmp(p, zero, kPage) == 0;
+}
+
+void splice_into(int pipe_rd, image::ImageWriter& out, uint64_t bytes) {
+    loff_t off = static_cast<loff_t>(out.data_offset());
+    uint64_t left = bytes;
+    while (left > 0) {
+        ssize_t n = ::splice(pipe_rd, nullptr, out.data_fd(), &off, left, SPLICE_F_MOVE);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            fail_errno("cannot splice pages into the image");
+        }
+        if (n == 0) fail("page pipe ended early ({} bytes missing)", left);
+        left -= static_cast<uint64_t>(n);
+    }
+    out.data_appended(bytes);
+}
+
+class RunBuilder {
+  public:
+    RunBuilder(pid_t pid, std::vector<Vma>& vmas) : pid_(pid), vmas_(vmas) {}
+    void add_page(size_t vma, uint64_t addr, uint64_t data_off) {
+        ++vmas_[vma].stored_pages;
+        if (!runs_.empty()) {
+            auto& r = runs_.back();
+            if (r.addr + r.nr_pages * kPage == addr && r.data_offset + r.nr_pages * kPage == data_off) {
+                ++r.nr_pages;
+                return;
+            }
+        }
+        image::PageRun r;
+        r.pid = pid_;
+        r.addr = addr;
+        r.nr_pages = 1;
+        r.data_offset = data_off;
+        runs_.push_back(r);
+    }
+    std::vector<image::PageRun> take() { return std::move(runs_); }
+
+  private:
+    pid_t pid_;
+    std::vector<Vma>& vmas_;
+    std::vector<image::PageRun> runs_;
+};
+
+}  // namespace
+
+std::vector<Vma> collect_vmas(pid_t pid) {
+    auto maps = proc::parse_maps(read_file(fmt::format("/proc/{}/maps", pid)));
+    auto vmflags = proc::parse_smaps_vmflags(read_file(fmt::format("/proc/{}/smaps", pid)));
+    std::vector<Vma> out;
+    out.reserve(maps.size());
+    for (const auto& m : maps) out.push_back(classify(pid, m, vmflags[m.start]));
+    return out;
+}
+
+std::vector<image::PageRun> dump_memory(pid_t pid, Parasite& parasite, RemoteSyscalls& thread,
+                                        std::vector<Vma>& vmas, image::ImageWriter& out,
+                                        MemoryStats& stats, const std::function<void()>& halfway) {
+    std::vector<Span> spans = candidate_spans(pid, vmas);
+    uint64_t total = 0;
+    for (const auto& s : spans) total += s.nr_pages;
+    stats.pages_candidate = total;
+    RunBuilder runs(pid, vmas);
+
+    // Unreadable VMAs (PROT_NONE, exec-only) would fault in the parasite: read them through
+    // /proc/PID/mem, which may read what the process itself cannot.
+    std::string mem_path = fmt::format("/proc/{}/mem", pid);
+    UniqueFd mem;
+    std::vector<char> page(kPage);
+
+    auto& dp = parasite.args().pages;
+    const uint64_t batch_pages =
+        std::min<uint64_t>(parasite::kMaxBatchPages, parasite.pipe_capacity() / kPage);
+    uint64_t done = 0;
+    bool half_reported = false;
+    size_t i = 0;
+    while (i < spans.size()) {
+        if (!half_reported && done * 2 >= total && total > 0) {
+            half_reported = true;
+            halfway();
+        }
+        if (!(vmas[spans[i].vma].prot & PROT_READ)) {
+            if (!mem) {
+                mem.reset(::open(mem_path.c_str(), O_RDONLY | O_CLOEXEC));
+                if (!mem) fail_errno("cannot open {}", mem_path);
+            }
+            const Span& s = spans[i];
+            for (uint64_t p = 0; p < s.nr_pages; ++p) {
+                uint64_t a = s.addr + p * kPage;
+                pread_exact(mem.get(), page.data(), kPage, a, mem_path);
+                if (all_zero(page.data())) {
+                    ++stats.pages_zero;
+                    continue;
+                }
+                runs.add_page(s.vma, a, out.append_data(page.data(), kPage));
+                ++stats.pages_stored;
+            }
+            done += s.nr_pages;
+            ++i;
+            continue;
+        }
+        // Fill one batch with readable spans (splitting a span that does not fit).
+        dp.nr_spans = 0;
+        dp.pipe_fd = parasite.page_pipe_remote_write();
+        uint64_t in_batch = 0;
+        std::vector<size_t> span_vma;
+        while (i < spans.size() && dp.nr_spans < parasite::kMaxSpans && in_batch < batch_pages &&
+               (vmas[spans[i].vma].prot & PROT_READ)) {
+            Span& s = spans[i];
+            uint64_t take = std::min(s.nr_pages, batch_pages - in_batch);
+            dp.spans[dp.nr_spans++] = {s.addr, take};
+            span_vma.push_back(s.vma);
+            in_batch += take;
+            if (take == s.nr_pages) {
+                ++i;
+            } else {
+                s.addr += take * kPage;
+                s.nr_pages -= take;
+            }
+        }
+        long r = parasite.run(thread, parasite::kCmdDumpPages);
+        if (r < 0) fail("parasite could not dump pages of process {}: {}", pid, errno_text(static_cast<int>(-r)));
+        uint64_t data_start = out.data_offset();
+        splice_into(parasite.page_pipe_read(), out, dp.bytes_spliced);
+        uint64_t idx = 0, off = data_start;
+        for (uint32_t k = 0; k < dp.nr_spans; ++k) {
+            for (uint64_t p = 0; p < dp.spans[k].nr_pages; ++p, ++idx) {
+                if (dp.nonzero_bitmap[idx / 64] & (1ull << (idx % 64))) {
+                    runs.add_page(span_vma[k], dp.spans[k].addr + p * kPage, off);
+                    off += kPage;
+                    ++stats.pages_stored;
+                } else {
+                    ++stats.pages_zero;
+                }
+            }
+        }
+        if (off - data_start != dp.bytes_spliced)
+            fail("parasite of process {} spliced {} bytes, bitmap says {}", pid,
+                 dp.bytes_spliced, off - data_start);
+        done += in_batch;
+    }
+    if (!half_reported) halfway();
+    log::debug("memory of {}: {} candidate pages, {} stored, {} zero", pid, total,
+               stats.pages_stored, stats.pages_zero);
+    return runs.take();
+}
+
+}  // namespace ckpt::tracer

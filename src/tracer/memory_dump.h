@@ -1,0 +1,33 @@
+// The address space of a frozen target: its VMAs, and the contents worth keeping streamed
+// into data.img through the parasite (vmsplice in the target, splice here).
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <vector>
+
+#include "image/format.h"
+#include "image/writer.h"
+#include "tracer/parasite.h"
+
+namespace ckpt::tracer {
+
+// Reads maps and smaps; refuses mappings that cannot be restored yet, with the reason.
+std::vector<image::Vma> collect_vmas(pid_t pid);
+
+struct MemoryStats {
+    uint64_t pages_candidate = 0;  // present or swapped pages that could hold data
+    uint64_t pages_stored = 0;
+    uint64_t pages_zero = 0;  // present but all zero: not stored
+};
+
+// Writes every page that holds data the kernel cannot give back by itself (anonymous and
+// private-dirty pages; never-touched and all-zero pages and clean file pages are skipped).
+// `halfway` is called once, half through, for fault injection. Returns the runs, in order,
+// without checksums; updates vmas[i].stored_pages.
+std::vector<image::PageRun> dump_memory(pid_t pid, Parasite& parasite, RemoteSyscalls& thread,
+                                        std::vector<image::Vma>& vmas, image::ImageWriter& out,
+                                        MemoryStats& stats, const std::function<void()>& halfway);
+
+}  // namespace ckpt::tracer

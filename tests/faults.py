@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""faults.py - a dump that fails at any step must leave the target unharmed.
+
+For every step printed by `ckpt dump --list-fault-steps`, and for each of the
+programs zt_counter and zt_signals:
+  - start the program and wait for READY, snapshot its visible state;
+  - `ckpt dump --pid P -o IMG --fault-inject STEP` must fail cleanly (non-zero
+    exit below 128, exactly one line on stderr, in time);
+  - the target must still be alive, neither traced (TracerPid 0) nor stopped,
+    with /proc/P/maps (exactly), its fds, signal masks, ids unchanged;
+  - `ckpt info IMG` must fail: no complete-looking image is left;
+  - after SIGTERM the program must exit 0 and print PASS;
+  - nothing else may be left running.
+A control run first checks that a normal dump of zt_counter works and that
+`ckpt info` accepts its image (so "info must fail" means something).
+
+Steps are only known at run time, so this is a single ctest test (faults/all)
+that reports every step/program pair and fails if any of them failed, or if
+ckpt lists no steps at all.
+"""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.dont_write_bytecode = True  # keep the source tree clean
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ztlib  # noqa: E402
+from ztlib import TestFailure, log  # noqa: E402
+
+PROGRAMS = ("counter", "signals")
+CMD_TIMEOUT = 30
+
+
+class Faults:
+    def __init__(self, args):
+        self.args = args
+        self.deadline = ztlib.Deadline(args.timeout)
+        self.tmp = ztlib.make_tmpdir("faults")
+        self.ckpt = ztlib.Ckpt(args.ckpt, self.tmp)
+        self.n = 0
+
+    def newdirs(self, tag):
+        self.n += 1
+        base = os.path.join(self.tmp, "%03d-%s" % (self.n, tag))
+        work, img = os.path.join(base, "work"), os.path.join(base, "img")
+        os.makedirs(work)
+        os.makedirs(img)
+        return base, work, img
+
+    def run(self, args, tag):
+        return self.ckpt.run(args, tag, self.deadline.timeout(CMD_TIMEOUT))
+
+    def list_steps(self):
+        res = self.run(["dump", "--list-fault-steps"], "list-steps")
+        if res.timed_out or res.rc != 0:
+            raise TestFailure("`ckpt dump --list-fault-steps` failed: " + res.describe())
+        steps = [l.strip() for l in res.out.splitlines() if l.strip()]
+        if not steps:
+            raise TestFailure("`ckpt dump --list-fault-steps` printed no steps: nothing would be tested")
+        if len(set(steps)) != len(steps):
+            raise TestFailure("`ckpt dump --list-fault-steps` lists a step twice: %s" % steps)
+        return steps
+
+    def finish_program(self, prog):
+        os.kill(prog.pid, signal.SIGTERM)
+        try:
+            rc = prog.proc.wait(timeout=self.deadline.timeout(20))
+        except subprocess.TimeoutExpired:
+            raise TestFailure("zt_%s did not exit within 20 s of SIGTERM; output:\n%s"
+                              % (prog.name, ztlib.indent(prog.output())))
+        prog.check_result(ztlib.describe_rc(rc), rc == 0)
+
+    def control(self):
+        _, work, img = self.newdirs("control")
+        prog = ztlib.Program("counter", self.args.bindir, work)
+        try:
+            prog.wait_ready(self.deadline.timeout(10))
+            res = self.run(["dump", "--pid", prog.pid, "-o", img, "--leave-running"], "control-dump")
+            if res.timed_out or res.rc != 0:
+                raise TestFailure("control: a normal --leave-running dump fails: " + res.describe())
+            res = self.run(["info", img], "control-info")
+            if res.timed_out or res.rc != 0:
+                raise TestFailure("control: `ckpt info` rejects a complete image: " + res.describe())
+            self.finish_program(prog)
+        finally:
+            if prog.proc.poll() is None:
+                prog.proc.kill()
+                prog.proc.wait()
+        log("  control: normal dump and `ckpt info` work")
+
+    def one(self, step, name):
+        base, work, img = self.newdirs("%s-%s" % (step, name))
+        prog = ztlib.Program(name, self.args.bindir, work)
+        try:
+            prog.wait_ready(self.deadline.timeout(10))
+            before = ztlib.visible_state(prog.pid)
+            res = self.run(["dump", "--pid", prog.pid, "-o", img, "--fault-inject", step], "dump-" + step)
+            ztlib.check_clean_error(res, "dump with --fault-inject %s" % step)
+            if prog.proc.poll() is not None:
+                raise TestFailure("the target died: %s; output:\n%s"
+                                  % (ztlib.describe_rc(prog.proc.returncode), ztlib.indent(prog.output())))
+            bad = ztlib.traced_or_stopped(prog.pid)
+            if bad:
+                raise TestFailure("after the failed dump the target " + bad)
+            problems = ztlib.compare_state(before, ztlib.visible_state(prog.pid), False)
+            if problems:
+                raise TestFailure("the failed dump changed the target:\n  " + ztlib.state_problems_text(problems))
+            info = self.run(["info", img], "info-" + step)
+            if info.timed_out or info.rc == 0:
+                raise TestFailure("`ckpt info` %s on the image dir of the failed dump (must fail: no complete "
+                                  "image may be left): %s" % ("hangs" if info.timed_out else "succeeds", info.describe()))
+            left = ztlib.descendants() - {prog.pid}
+            if left:
+                raise TestFailure("processes left behind by the failed dump: %s" % sorted(left))
+            self.finish_program(prog)
+            err = res.err.strip()
+        finally:
+            if prog.proc.poll() is None:
+                prog.proc.kill()
+                prog.proc.wait()
+            ztlib.kill_descendants("after step %s" % step)
+        ztlib.remove_tree(base)
+        return err
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    ztlib.common_args(ap)
+    ap.add_argument("--only", action="append", default=[], help="run only this step (repeatable)")
+    args = ap.parse_args()
+    args.ckpt = os.path.abspath(args.ckpt)
+    args.bindir = os.path.abspath(args.bindir)
+    ztlib.check_root_and_binary(args)
+    ztlib.set_subreaper()
+    ztlib.install_signal_handlers()
+    f = Faults(args)
+    t0 = time.monotonic()
+    log("faults: start (tmp dir %s)" % f.tmp)
+    failures = []
+    results = []
+    try:
+        steps = f.list_steps()
+        log("  %d fault steps: %s" % (len(steps), ", ".join(steps)))
+        if args.only:
+            unknown = [s for s in args.only if s not in steps]
+            if unknown:
+                raise TestFailure("--only names steps ckpt does not list: %s" % unknown)
+            steps = [s for s in steps if s in args.only]
+        f.control()
+        for step in steps:
+            for name in PROGRAMS:
+                try:
+                    err = f.one(step, name)
+                    results.append((step, name, "ok", err))
+                    log("  ok   %-28s zt_%-8s refused: %s" % (step, name, err))
+                except TestFailure as e:
+                    failures.append((step, name, str(e)))
+                    results.append((step, name, "FAIL", str(e)))
+                    log("  FAIL %-28s zt_%-8s %s" % (step, name, str(e).replace("\n", "\n       ")))
+    except TestFailure as e:
+        failures.append(("-", "-", str(e)))
+        log("  FAIL %s" % e)
+    except BaseException as e:
+        failures.append(("-", "-", "harness error: %r" % (e,)))
+        log("  FAIL harness error: %r" % (e,))
+    killed = ztlib.kill_descendants("faults cleanup")
+    if killed:
+        failures.append(("-", "-", "processes left behind: %s" % killed))
+    if not failures:
+        if not args.keep:
+            ztlib.remove_tree(f.tmp)
+        log("PASS faults: %d step/program pairs (%.2f s)" % (len(results), time.monotonic() - t0))
+        return 0
+    log("FAIL faults: %d of %d step/program pairs failed:" % (len(failures), max(len(results), len(failures))))
+    for step, name, msg in failures:
+        log("  - %s / %s: %s" % (step, name, msg.split("\n")[0]))
+    log("  kept for inspection: %s" % f.tmp)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,638 @@
+#!/usr/bin/env python3
+"""Shared helpers for the ckpt end-to-end test scripts (zdtm.py, badinput.py, faults.py).
+
+Python 3 standard library only. Linux only (reads /proc).
+
+Conventions:
+  * A test program zt_NAME is started in a fresh work directory, in its own
+    session, with stdin /dev/null (or a pty slave), stdout and stderr appended
+    to WORKDIR/out.log.
+  * ckpt itself runs with stdin /dev/null (or the pty slave) and its stdout and
+    stderr in files next to the work directory (never pipes: a restored process
+    must not be able to inherit a pipe the harness waits on).
+  * The harness makes itself a child subreaper, so everything it starts -
+    including processes ckpt restores and then leaves - stays its descendant and
+    can be found and killed at the end.
+"""
+
+import ctypes
+import difflib
+import errno
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+class TestFailure(Exception):
+    """A check failed; the message says which."""
+
+
+class Deadline:
+    """An overall deadline; phases take min(their own timeout, what is left)."""
+
+    def __init__(self, seconds):
+        self.end = time.monotonic() + seconds
+
+    def left(self):
+        return self.end - time.monotonic()
+
+    def timeout(self, phase_timeout):
+        t = min(phase_timeout, self.left())
+        if t <= 0:
+            raise TestFailure("overall time limit of the test exceeded")
+        return t
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+# --------------------------------------------------------------------------------------
+# process plumbing
+
+
+def set_subreaper():
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "prctl(PR_SET_CHILD_SUBREAPER): " + os.strerror(err))
+
+
+class _Interrupted(BaseException):
+    pass
+
+
+def install_signal_handlers():
+    """SIGTERM/SIGINT/SIGHUP to the harness unwind it so that cleanup runs."""
+
+    def handler(sig, frame):
+        raise _Interrupted("harness got signal %d" % sig)
+
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, handler)
+
+
+def read_text(path):
+    with open(path, "rb") as f:
+        return f.read().decode("utf-8", "surrogateescape")
+
+
+def proc_stat(pid):
+    """Fields of /proc/PID/stat after the comm field: dict with state, ppid, pgrp, session."""
+    s = read_text("/proc/%d/stat" % pid)
+    rest = s[s.rindex(")") + 2:].split()
+    return {"state": rest[0], "ppid": int(rest[1]), "pgrp": int(rest[2]), "session": int(rest[3]),
+            "flags": int(rest[6])}
+
+
+def proc_status(pid):
+    d = {}
+    for line in read_text("/proc/%d/status" % pid).splitlines():
+        k, _, v = line.partition(":")
+        d[k] = v.strip()
+    return d
+
+
+def pid_exists(pid):
+    """True if /proc/PID exists (zombies included)."""
+    return os.path.exists("/proc/%d" % pid)
+
+
+def pid_running(pid):
+    """True if pid exists and is not a zombie/dead."""
+    try:
+        return proc_stat(pid)["state"] not in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        return False
+
+
+def all_ppids():
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            out[int(d)] = proc_stat(int(d))["ppid"]
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
+def descendants(root=None):
+    """Set of pids of all live descendants of root (default: this process)."""
+    root = os.getpid() if root is None else root
+    ppids = all_ppids()
+    children = {}
+    for p, pp in ppids.items():
+        children.setdefault(pp, []).append(p)
+    out, todo = set(), [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            if c not in out:
+                out.add(c)
+                todo.append(c)
+    return out
+
+
+def reap_nohang():
+    """Reap any exited children without blocking (only use when no Popen still needs its status)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def kill_descendants(reason=""):
+    """SIGKILL every descendant (repeatedly, as new ones may appear) and reap them.
+    Returns the list of pids that had to be killed."""
+    killed = []
+    for _ in range(50):
+        pids = descendants()
+        if not pids:
+            break
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+                killed.append(p)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+        reap_nohang()
+    reap_nohang()
+    if killed and reason:
+        log("  cleanup (%s): killed leftover processes %s" % (reason, sorted(set(killed))))
+    return sorted(set(killed))
+
+
+def wait_pid_exit(pid, timeout):
+    """waitpid(pid) with a timeout, for a child that is not managed by a Popen object
+    (e.g. a process reparented to us as subreaper). Returns the raw wait status or None."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            p, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            raise TestFailure("pid %d is not a child of the harness (cannot wait for it)" % pid)
+        if p == pid:
+            return status
+        if time.monotonic() >= end:
+            return None
+        time.sleep(0.02)
+
+
+def describe_status(status):
+    if os.WIFEXITED(status):
+        return "exit code %d" % os.WEXITSTATUS(status)
+    if os.WIFSIGNALED(status):
+        return "killed by signal %d (%s)" % (os.WTERMSIG(status), signal.Signals(os.WTERMSIG(status)).name)
+    return "wait status %#x" % status
+
+
+def describe_rc(rc):
+    """Popen returncode: negative means killed by a signal."""
+    if rc is None:
+        return "still running"
+    if rc < 0:
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = "?"
+        return "killed by signal %d (%s)" % (-rc, name)
+    return "exit code %d" % rc
+
+
+def traced_or_stopped(pid):
+    """None if pid runs normally, else a description of the problem."""
+    try:
+        st = proc_status(pid)
+    except (FileNotFoundError, ProcessLookupError):
+        return "process %d does not exist" % pid
+    problems = []
+    if st.get("TracerPid", "0") != "0":
+        problems.append("is traced (TracerPid %s)" % st.get("TracerPid"))
+    state = st.get("State", "?")
+    if state[:1] in ("T", "t"):
+        problems.append("is stopped (State: %s)" % state)
+    if state[:1] in ("Z", "X"):
+        problems.append("is dead (State: %s)" % state)
+    return ("process %d " % pid + ", ".join(problems)) if problems else None
+
+
+# --------------------------------------------------------------------------------------
+# running ckpt
+
+
+class CkptResult:
+    def __init__(self, argv, rc, out, err, elapsed, timed_out):
+        self.argv, self.rc, self.out, self.err = argv, rc, out, err
+        self.elapsed, self.timed_out = elapsed, timed_out
+
+    def describe(self):
+        s = "`%s`: %s after %.2f s" % (" ".join(self.argv), "TIMED OUT" if self.timed_out else describe_rc(self.rc),
+                                       self.elapsed)
+        if self.err.strip():
+            s += "\n    stderr: " + "\n    stderr: ".join(self.err.rstrip("\n").split("\n")[-20:])
+        return s
+
+
+class Ckpt:
+    def __init__(self, binary, logdir):
+        self.binary = binary
+        self.logdir = logdir
+        self.n = 0
+
+    def _files(self, tag):
+        self.n += 1
+        base = os.path.join(self.logdir, "ckpt-%02d-%s" % (self.n, tag))
+        return base + ".out", base + ".err"
+
+    def start(self, args, tag, stdin=None):
+        """Start ckpt in the background; returns (Popen, out_path, err_path, t0)."""
+        outp, errp = self._files(tag)
+        argv = [self.binary] + [str(a) for a in args]
+        with open(outp, "wb") as o, open(errp, "wb") as e:
+            p = subprocess.Popen(argv, stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                                 stdout=o, stderr=e, close_fds=True)
+        p.zt_argv = argv
+        return p, outp, errp, time.monotonic()
+
+    @staticmethod
+    def finish(started, timeout):
+        """Wait for a ckpt started with start(); kill it (and only it) on timeout."""
+        p, outp, errp, t0 = started
+        timed_out = False
+        try:
+            p.wait(timeout=max(timeout, 0.01))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            p.kill()
+            p.wait()
+        return CkptResult(p.zt_argv, p.returncode, read_text(outp), read_text(errp), time.monotonic() - t0,
+                          timed_out)
+
+    def run(self, args, tag, timeout, stdin=None):
+        return self.finish(self.start(args, tag, stdin), timeout)
+
+
+def check_clean_error(res, what):
+    """A refused operation: non-zero exit, no crash signal, exactly one non-empty stderr line."""
+    problems = []
+    if res.timed_out:
+        problems.append("did not finish in time")
+    elif res.rc == 0:
+        problems.append("succeeded (exit code 0) but must fail")
+    elif res.rc < 0 or res.rc >= 128:
+        problems.append("crashed or was killed: %s" % describe_rc(res.rc))
+    err = res.err
+    if err.endswith("\n"):
+        err = err[:-1]
+    if err == "" or err.strip() == "":
+        problems.append("printed no error message on stderr")
+    elif "\n" in err:
+        problems.append("printed %d lines on stderr, expected exactly one" % (err.count("\n") + 1))
+    if problems:
+        raise TestFailure("%s: %s\n  %s" % (what, "; ".join(problems), res.describe()))
+
+
+# --------------------------------------------------------------------------------------
+# test programs
+
+
+class Program:
+    """A zt_NAME test program started per the zdtm protocol."""
+
+    def __init__(self, name, bindir, workdir, args=(), stdin_fd=None, env=None):
+        self.name = name
+        self.path = os.path.join(bindir, "zt_" + name)
+        if not os.access(self.path, os.X_OK):
+            raise TestFailure("test program %s not found or not executable" % self.path)
+        self.workdir = workdir
+        self.log_path = os.path.join(workdir, "out.log")
+        logfd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            self.proc = subprocess.Popen([self.path] + list(args), cwd=workdir,
+                                         stdin=stdin_fd if stdin_fd is not None else subprocess.DEVNULL,
+                                         stdout=logfd, stderr=logfd, close_fds=True, start_new_session=True,
+                                         env=env)
+        finally:
+            os.close(logfd)
+        self.pid = self.proc.pid
+
+    def output(self):
+        try:
+            return read_text(self.log_path)
+        except FileNotFoundError:
+            return ""
+
+    def wait_ready(self, timeout):
+        end = time.monotonic() + timeout
+        while True:
+            out = self.output()
+            if "READY\n" in out:
+                if not out.startswith("READY\n"):
+                    raise TestFailure("zt_%s wrote something before READY:\n%s" % (self.name, indent(out)))
+                return
+            if self.proc.poll() is not None:
+                raise TestFailure("zt_%s exited (%s) before READY; output:\n%s"
+                                  % (self.name, describe_rc(self.proc.returncode), indent(out)))
+            if time.monotonic() >= end:
+                raise TestFailure("zt_%s did not print READY within %.0f s; output:\n%s"
+                                  % (self.name, timeout, indent(out)))
+            time.sleep(0.01)
+
+    def check_result(self, status_desc, ok_exit):
+        """Both conditions of the protocol: exit code 0 and a PASS line; READY exactly once."""
+        out = self.output()
+        lines = [l for l in out.split("\n") if l != "" and not l.startswith("# ")]
+        problems = []
+        if not ok_exit:
+            problems.append("program status: %s (expected exit code 0)" % status_desc)
+        if lines.count("READY") != 1:
+            problems.append("READY printed %d times (a restore must not re-run the program)" % lines.count("READY"))
+        fails = [l for l in lines if l.startswith("FAIL")]
+        if fails:
+            problems.append("the program reported: " + " | ".join(fails))
+        if not lines or lines[-1] != "PASS":
+            problems.append("the last line of output is not PASS")
+        if problems:
+            raise TestFailure("zt_%s did not pass: %s\n  output:\n%s" % (self.name, "; ".join(problems), indent(out)))
+
+
+def indent(text, prefix="    | "):
+    text = text if text.endswith("\n") or not text else text + "\n"
+    return "".join(prefix + l + "\n" for l in text.split("\n")[:-1]) or prefix + "(empty)\n"
+
+
+# --------------------------------------------------------------------------------------
+# visible process state (CRIU zdtm style): maps, fds, signal masks, ids, links
+
+
+STATUS_KEYS = ("SigBlk", "SigIgn", "SigCgt", "SigPnd", "ShdPnd", "Umask")
+
+
+def read_fds(pid):
+    fds = {}
+    base = "/proc/%d/fd" % pid
+    for name in os.listdir(base):
+        try:
+            target = os.readlink(os.path.join(base, name))
+            flags = None
+            for line in read_text("/proc/%d/fdinfo/%s" % (pid, name)).splitlines():
+                if line.startswith("flags:"):
+                    flags = line.split()[1]
+            fds[int(name)] = (target, flags)
+        except FileNotFoundError:
+            continue
+    return fds
+
+
+def visible_state(pid):
+    """Snapshot of what must survive a dump/restore. Raises TestFailure if pid is gone."""
+    try:
+        st = {"maps": read_text("/proc/%d/maps" % pid).splitlines()}
+        st["fds"] = read_fds(pid)
+        status = proc_status(pid)
+        for k in STATUS_KEYS:
+            st[k] = status.get(k)
+        stat = proc_stat(pid)
+        st["pgrp"], st["session"] = stat["pgrp"], stat["session"]
+        st["comm"] = read_text("/proc/%d/comm" % pid).rstrip("\n")
+        for link in ("exe", "cwd", "root"):
+            try:
+                st[link] = os.readlink("/proc/%d/%s" % (pid, link))
+            except OSError as e:
+                st[link] = "<%s>" % errno.errorcode.get(e.errno, e.errno)
+    except (FileNotFoundError, ProcessLookupError):
+        raise TestFailure("process %d disappeared while reading its state" % pid)
+    return st
+
+
+_MAPS_RE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) (\S+) (\d+)\s*(.*)$")
+
+
+def normalize_maps(lines):
+    """For comparing a restored process with the original: inode numbers of
+    anonymous shared memory and deleted files are not preserved by any restore,
+    and adjacent identical VMAs may be split or merged differently. Everything
+    else (ranges, permissions, offsets, device, inode and path of files, special
+    names like [heap], [stack], [vdso]) must match."""
+    out = []
+    for line in lines:
+        m = _MAPS_RE.match(line)
+        if not m:
+            out.append([None, None, line])
+            continue
+        start, end = int(m.group(1), 16), int(m.group(2), 16)
+        perms, off, dev, ino, path = m.group(3), int(m.group(4), 16), m.group(5), m.group(6), m.group(7)
+        anon = ino == "0" and not path.startswith("/")
+        if path.endswith("(deleted)") or path.startswith("/SYSV") or path.startswith("[anon_shmem"):
+            ino = "*"
+        key = (perms, dev, ino, path)
+        if out and out[-1][0] is not None:
+            p = out[-1]
+            pstart, pend, pkey, poff = p[0], p[1], p[2], p[3]
+            if pend == start and pkey == key and (anon or poff + (pend - pstart) == off):
+                p[1] = end
+                continue
+        out.append([start, end, key, off])
+    res = []
+    for e in out:
+        if e[0] is None:
+            res.append(e[2])
+        else:
+            perms, dev, ino, path = e[2]
+            res.append("%x-%x %s %08x %s %s %s" % (e[0], e[1], perms, e[3], dev, ino, path))
+    return res
+
+
+def normalize_fd_target(t):
+    t = re.sub(r"^(pipe|socket|anon_inode):\[\d+\]$", r"\1:[*]", t)
+    if t.endswith(" (deleted)"):
+        t = os.path.dirname(t[:-len(" (deleted)")]) + "/* (deleted)"
+    return t
+
+
+def compare_state(before, after, restored, skip=()):
+    """List of problems (strings); empty if equal. restored=True applies the
+    normalizations that a restore legitimately cannot avoid (see normalize_maps)."""
+    problems = []
+    mb, ma = before["maps"], after["maps"]
+    if restored:
+        mb, ma = normalize_maps(mb), normalize_maps(ma)
+    if mb != ma:
+        diff = difflib.unified_diff(mb, ma, "maps before dump", "maps after " + ("restore" if restored else "dump"),
+                                    lineterm="", n=2)
+        problems.append("/proc/PID/maps differ%s:\n%s" % (" (normalized)" if restored else "",
+                                                           "\n".join("    " + l for l in diff)))
+    fb, fa = before["fds"], after["fds"]
+    if restored:
+        fb = {k: (normalize_fd_target(t), f) for k, (t, f) in fb.items()}
+        fa = {k: (normalize_fd_target(t), f) for k, (t, f) in fa.items()}
+    if fb != fa:
+        lines = []
+        for fd in sorted(set(fb) | set(fa)):
+            if fb.get(fd) != fa.get(fd):
+                lines.append("    fd %d: before %s, after %s" % (fd, fb.get(fd, "(not open)"), fa.get(fd, "(not open)")))
+        problems.append("open file descriptors differ (target, flags):\n" + "\n".join(lines))
+    for k in STATUS_KEYS + ("pgrp", "session", "comm", "exe", "cwd", "root"):
+        if k in skip:
+            continue
+        if before.get(k) != after.get(k):
+            problems.append("%s differs: before %r, after %r" % (k, before.get(k), after.get(k)))
+    return problems
+
+
+def state_problems_text(problems):
+    return "\n  ".join(problems)
+
+
+# --------------------------------------------------------------------------------------
+# misc
+
+
+def make_tmpdir(tag):
+    return tempfile.mkdtemp(prefix="zdtm-%s-" % re.sub(r"[^A-Za-z0-9_.-]", "_", tag), dir="/tmp")
+
+
+def remove_tree(path):
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def free_pid():
+    """A pid that is not in use right now (searching down from pid_max)."""
+    try:
+        pid_max = int(read_text("/proc/sys/kernel/pid_max"))
+    except (OSError, ValueError):
+        pid_max = 32768
+    for pid in range(pid_max - 1, 300, -1):
+        if not pid_exists(pid):
+            return pid
+    raise TestFailure("no free pid found")
+
+
+def common_args(parser):
+    parser.add_argument("--ckpt", required=True, help="path of the ckpt binary")
+    parser.add_argument("--bindir", required=True, help="directory with the zt_* programs and libzt_dl.so")
+    parser.add_argument("--timeout", type=float, default=50.0, help="overall time limit in seconds")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory even on success")
+
+
+def check_root_and_binary(args):
+    if not os.access(args.ckpt, os.X_OK):
+        log("FAIL: ckpt binary %s is not executable" % args.ckpt)
+        sys.exit(1)
+
+
+def wait_restored(started, pid, before, timeout, skip=(), output_fn=None):
+    """Wait until a foreground `ckpt restore` (started with Ckpt.start) has brought
+    up pid: it exists, is neither traced nor stopped, and its visible state
+    equals `before` (normalized) on two polls in a row. Raises TestFailure with
+    the last difference on timeout, or if ckpt restore exits first.
+    Returns the visible state."""
+    proc = started[0]
+    end = time.monotonic() + timeout
+    last = "process %d never appeared" % pid
+    matched_once = False
+    while True:
+        if proc.poll() is not None:
+            res = Ckpt.finish(started, 1)
+            msg = "ckpt restore exited before the restored process was done: " + res.describe()
+            if output_fn:
+                msg += "\n  program output:\n" + indent(output_fn())
+            raise TestFailure(msg)
+        after = None
+        if pid_exists(pid):
+            bad = traced_or_stopped(pid)
+            if bad:
+                last = bad
+            else:
+                try:
+                    after = visible_state(pid)
+                    problems = compare_state(before, after, True, skip)
+                except TestFailure as e:
+                    problems = [str(e)]
+                if not problems:
+                    if matched_once:  # stable for two polls: restore is done
+                        return after
+                    matched_once = True
+                    time.sleep(0.1)
+                    continue
+                last = "visible state of the restored process differs from the original:\n  " + \
+                    state_problems_text(problems)
+        matched_once = False
+        if time.monotonic() >= end:
+            raise TestFailure("restored process %d not right within %.0f s: %s" % (pid, timeout, last))
+        time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------------------
+# self-test of the comparison logic (run: tests/ztlib.py)
+
+
+def _selftest():
+    base = [
+        "55b17109e000-55b1710a0000 r--p 00000000 fe:00 247134                     /usr/bin/cat",
+        "55b1710a0000-55b1710a5000 r-xp 00002000 fe:00 247134                     /usr/bin/cat",
+        "55b180f32000-55b180f53000 rw-p 00000000 00:00 0                          [heap]",
+        "7f6a22781000-7f6a227a3000 rw-p 00000000 00:00 0 ",
+        "7f6a227a3000-7f6a227fa000 rw-s 00000000 00:01 1234                       /dev/zero (deleted)",
+        "7f6a229f3000-7f6a229f7000 r--p 00000000 00:00 0                          [vvar]",
+    ]
+
+    def st(maps, fds=None):
+        return {"maps": maps, "fds": fds or {}}
+
+    def same(a, b, restored=True):
+        return compare_state(st(a), st(b), restored) == []
+
+    def changed(i, old, new):
+        m = list(base)
+        assert old in m[i]
+        m[i] = m[i].replace(old, new)
+        return m
+
+    split = base[:3] + ["7f6a22781000-7f6a22790000 rw-p 00000000 00:00 0 ",
+                        "7f6a22790000-7f6a227a3000 rw-p 00000000 00:00 0 "] + base[4:]
+    checks = [
+        ("identical", same(base, list(base))),
+        ("anon VMA split differently is equal after restore", same(base, split)),
+        ("anon VMA split differently is a difference after a leave-running dump", not same(base, split, False)),
+        ("shmem inode may change in a restore", same(base, changed(4, "1234", "9999"))),
+        ("perms change detected", not same(base, changed(3, "rw-p", "r--p"))),
+        ("lost [heap] label detected", not same(base, changed(2, "[heap]", ""))),
+        ("file inode change detected", not same(base, changed(0, "247134", "247135"))),
+        ("range change detected", not same(base, changed(5, "7f6a229f7000", "7f6a229f8000"))),
+        ("shared/private change detected", not same(base, changed(4, "rw-s", "rw-p"))),
+        ("non-contiguous file offsets not merged",
+         not same(["1000-2000 r--p 00000000 fe:00 5 /x", "2000-3000 r--p 00005000 fe:00 5 /x"],
+                  ["1000-3000 r--p 00000000 fe:00 5 /x"])),
+        ("contiguous file pieces merged",
+         same(["1000-2000 r--p 00000000 fe:00 5 /x", "2000-3000 r--p 00001000 fe:00 5 /x"],
+              ["1000-3000 r--p 00000000 fe:00 5 /x"])),
+        ("extra fd detected", compare_state(st(base, {1: ("/a", "01")}), st(base, {1: ("/a", "01"), 9: ("/b", "0")}),
+                                            True) != []),
+        ("fd flags change detected", compare_state(st(base, {1: ("/a", "01")}), st(base, {1: ("/a", "02")}),
+                                                   True) != []),
+        ("pipe inode may change in a restore", compare_state(st(base, {3: ("pipe:[1]", "0")}),
+                                                             st(base, {3: ("pipe:[2]", "0")}), True) == []),
+        ("pipe inode change detected without restore", compare_state(st(base, {3: ("pipe:[1]", "0")}),
+                                                                     st(base, {3: ("pipe:[2]", "0")}), False) != []),
+    ]
+    bad = [name for name, ok in checks if not ok]
+    for name, ok in checks:
+        print("%s %s" % ("ok  " if ok else "FAIL", name))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(_selftest())
