@@ -226,9 +226,16 @@ class ChildGuard {
     explicit ChildGuard(pid_t pid) : pid_(pid) {}
     ~ChildGuard() {
         if (pid_ <= 0) return;
+        // A process already exiting drops SIGKILL, and one held in a ptrace stop stays
+        // there: kill, then keep letting it go until it is reaped.
         ::kill(pid_, SIGKILL);
+        ::ptrace(PTRACE_CONT, pid_, nullptr, nullptr);
         int st;
-        while (::waitpid(pid_, &st, __WALL) < 0 && errno == EINTR) {
+        for (;;) {
+            pid_t r = ::waitpid(pid_, &st, __WALL);
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0 || WIFEXITED(st) || WIFSIGNALED(st)) break;
+            ::ptrace(PTRACE_CONT, pid_, nullptr, nullptr);
         }
     }
     void release() { pid_ = -1; }

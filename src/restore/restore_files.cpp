@@ -84,13 +84,6 @@ void restore_fd_table(const image::Image& img, int pid, const FilesOptions& opts
             case image::FdKind::CharDev:
                 fd = ::open(rec.path.c_str(), flags);
                 if (fd < 0) fail_errno("cannot reopen fd {}: {}", rec.fd, rec.path);
-                if (rec.kind == image::FdKind::Regular) {
-                    struct stat st;
-                    if (::fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) < rec.pos &&
-                        !(rec.open_flags & O_APPEND))
-                        fail("cannot restore fd {}: {} is now {} bytes, shorter than the saved offset {}",
-                             rec.fd, rec.path, st.st_size, rec.pos);
-                }
                 break;
             case image::FdKind::Unlinked: fd = recreate_unlinked(rec, opts); break;
             case image::FdKind::Tty:

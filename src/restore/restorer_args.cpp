@@ -2,6 +2,7 @@
 
 #include <cpuid.h>
 #include <sys/mman.h>
+#include <sys/time.h>
 #include <sys/user.h>
 
 #include <algorithm>
@@ -77,6 +78,29 @@ uint64_t place_region(const image::Image& img, int pid, uint64_t len) {
         prev_end = std::max(prev_end, e);
     }
     fail("no room for the restorer ({} KiB) between the image's mappings", len / 1024);
+}
+
+// setitimer() adds one scheduler tick to CPU-time timers so they never fire early;
+// restoring the saved remaining time as is would add a tick per checkpoint. Measure the tick
+// on this kernel (CONFIG_HZ is not exposed) and take it back off.
+int64_t cpu_itimer_tick_us() {
+    itimerval set{{0, 0}, {1, 0}}, got{}, off{};
+    if (::setitimer(ITIMER_VIRTUAL, &set, nullptr) != 0) return 0;
+    ::getitimer(ITIMER_VIRTUAL, &got);
+    ::setitimer(ITIMER_VIRTUAL, &off, nullptr);
+    int64_t extra = (got.it_value.tv_sec - 1) * 1000000 + got.it_value.tv_usec;
+    return extra > 0 ? (extra + 500) / 1000 * 1000 : 0;
+}
+
+Itimer restorable_itimer(const image::Itimer& t, int which, int64_t tick_us) {
+    Itimer out{t.interval_sec, t.interval_usec, t.value_sec, t.value_usec};
+    int64_t v = t.value_sec * 1000000 + t.value_usec;
+    if (which != ITIMER_REAL && v > tick_us && tick_us > 0) {
+        v -= tick_us;
+        out.value_sec = v / 1000000;
+        out.value_usec = v % 1000000;
+    }
+    return out;
 }
 
 template <typename T>
@@ -255,10 +279,9 @@ Region build_region(const RegionInputs& in) {
             const auto& s = proc->sigactions[i];
             a->sigactions[i] = {s.handler, s.flags, s.restorer, s.mask};
         }
-        for (size_t i = 0; i < 3 && i < proc->itimers.size(); ++i) {
-            const auto& t = proc->itimers[i];
-            a->itimers[i] = {t.interval_sec, t.interval_usec, t.value_sec, t.value_usec};
-        }
+        const int64_t tick_us = cpu_itimer_tick_us();
+        for (size_t i = 0; i < 3 && i < proc->itimers.size(); ++i)
+            a->itimers[i] = restorable_itimer(proc->itimers[i], static_cast<int>(i), tick_us);
         for (size_t i = 0; i < proc->shared_pending.size(); ++i)
             std::memcpy(at<Siginfo>(shared_at) + i, proc->shared_pending[i].data(), sizeof(Siginfo));
         a->shared_pending = shared_at;
