@@ -101,7 +101,24 @@ long dump_pages(DumpPages& dp, Iov* iov_buf, uint64_t iov_cap) {
         }
     }
     dp.bytes_spliced = bytes;
-    return splice_all(dp.pipe_fd, iov_buf, n_iov);
+    // Cut the vector at pipe boundaries: each pipe takes pipe_pages pages.
+    uint64_t pipe_bytes = static_cast<uint64_t>(dp.pipe_pages) * kPage;
+    uint64_t first = 0;
+    for (uint32_t pipe = 0; pipe < dp.nr_pipes && first < n_iov; ++pipe) {
+        uint64_t room = pipe_bytes, last = first;
+        while (last < n_iov && room >= iov_buf[last].len) room -= iov_buf[last++].len;
+        Iov rest{0, 0};
+        if (last < n_iov && room > 0) {  // split the iovec that straddles the boundary
+            rest = {iov_buf[last].base + room, iov_buf[last].len - room};
+            iov_buf[last].len = room;
+            ++last;
+        }
+        long r = splice_all(dp.pipe_fds[pipe], &iov_buf[first], last - first);
+        if (r < 0) return r;
+        if (rest.len) iov_buf[--last] = rest;
+        first = last;
+    }
+    return first == n_iov ? 0 : -7;  // E2BIG: more pages than the pipes hold
 }
 
 }  // namespace

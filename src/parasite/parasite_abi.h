@@ -50,10 +50,15 @@ struct PageSpan {  // a run of pages the tracer wants looked at
 };
 
 inline constexpr uint32_t kMaxSpans = 4096;
-inline constexpr uint32_t kMaxBatchPages = 4096;  // 16 MiB per batch: the pipe is sized for it
+inline constexpr uint32_t kMaxBatchPages = 4096;  // 16 MiB per batch, spread over the pipes
+inline constexpr uint32_t kMaxPipes = 16;  // pipes are at most pipe-max-size (1 MiB) each
 
 struct DumpPages {
-    int32_t pipe_fd;  // write end of the tracer's pipe, opened inside the target
+    // Write ends of the page pipes, inside the target. Pages go to pipe 0 until it holds
+    // pipe_pages, then to pipe 1, ...: the tracer drains them in the same order.
+    int32_t pipe_fds[kMaxPipes];
+    uint32_t nr_pipes;
+    uint32_t pipe_pages;
     uint32_t nr_spans;
     PageSpan spans[kMaxSpans];
     // Out: one bit per page, in span order: 1 = non-zero page, written to the pipe.

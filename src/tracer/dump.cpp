@@ -163,7 +163,7 @@ void dump(const DumpOptions& opts) {
     auto t_start = Clock::now();
     FrozenProcess frozen(opts.pid);
     auto t_frozen = Clock::now();
-    double frozen_ms = 0;
+    double frozen_ms = 0, memory_ms = 0, checksum_ms = 0;
     fault::point("seize");
     const pid_t pid = opts.pid;
 
@@ -212,8 +212,10 @@ void dump(const DumpOptions& opts) {
         }
         fault::point("parasite-state");
 
+        auto t_mem = Clock::now();
         runs = dump_memory(pid, parasite, *remote.front(), vmas, out, mstats,
                            [] { fault::point("memory"); });
+        memory_ms = ms_since(t_mem);
     }
     fault::point("cure");
 
@@ -222,7 +224,9 @@ void dump(const DumpOptions& opts) {
         frozen_ms = ms_since(t_frozen);
     }
 
+    auto t_sum = Clock::now();
     out.checksum_runs(runs);
+    checksum_ms = ms_since(t_sum);
     fault::point("checksum");
 
     image::Header header;
@@ -253,9 +257,9 @@ void dump(const DumpOptions& opts) {
         frozen_ms = ms_since(t_frozen);
     }
     if (opts.print_stats) {
-        fmt::print("dump_ms={:.1f}\nfrozen_ms={:.1f}\npages_candidate={}\npages_stored={}\n"
-                   "pages_zero={}\ndata_bytes={}\nthreads={}\nvmas={}\n",
-                   ms_since(t_start), frozen_ms, mstats.pages_candidate, mstats.pages_stored,
+        fmt::print("dump_ms={:.1f}\nfrozen_ms={:.1f}\nmemory_ms={:.1f}\nchecksum_ms={:.1f}\n"
+                   "pages_candidate={}\npages_stored={}\npages_zero={}\ndata_bytes={}\nthreads={}\nvmas={}\n",
+                   ms_since(t_start), frozen_ms, memory_ms, checksum_ms, mstats.pages_candidate, mstats.pages_stored,
                    mstats.pages_zero, out.data_offset(), threads.size(), vmas.size());
     }
     log::info("dumped process {} into {}: {} pages stored, {} zero pages skipped", pid,

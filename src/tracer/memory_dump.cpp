@@ -211,8 +211,9 @@ std::vector<image::PageRun> dump_memory(pid_t pid, Parasite& parasite, RemoteSys
     std::vector<char> page(kPage);
 
     auto& dp = parasite.args().pages;
+    const uint64_t pipe_pages = parasite.pipe_capacity() / kPage;
     const uint64_t batch_pages =
-        std::min<uint64_t>(parasite::kMaxBatchPages, parasite.pipe_capacity() / kPage);
+        std::min<uint64_t>(parasite::kMaxBatchPages, pipe_pages * parasite.nr_pipes());
     uint64_t done = 0;
     bool half_reported = false;
     size_t i = 0;
@@ -243,7 +244,9 @@ std::vector<image::PageRun> dump_memory(pid_t pid, Parasite& parasite, RemoteSys
         }
         // Fill one batch with readable spans (splitting a span that does not fit).
         dp.nr_spans = 0;
-        dp.pipe_fd = parasite.page_pipe_remote_write();
+        dp.nr_pipes = static_cast<uint32_t>(parasite.nr_pipes());
+        dp.pipe_pages = static_cast<uint32_t>(pipe_pages);
+        for (size_t k = 0; k < parasite.nr_pipes(); ++k) dp.pipe_fds[k] = parasite.pipe_remote_write(k);
         uint64_t in_batch = 0;
         std::vector<size_t> span_vma;
         while (i < spans.size() && dp.nr_spans < parasite::kMaxSpans && in_batch < batch_pages &&
@@ -263,7 +266,11 @@ std::vector<image::PageRun> dump_memory(pid_t pid, Parasite& parasite, RemoteSys
         long r = parasite.run(thread, parasite::kCmdDumpPages);
         if (r < 0) fail("parasite could not dump pages of process {}: {}", pid, errno_text(static_cast<int>(-r)));
         uint64_t data_start = out.data_offset();
-        splice_into(parasite.page_pipe_read(), out, dp.bytes_spliced);
+        for (uint64_t left = dp.bytes_spliced, k = 0; left > 0; ++k) {
+            uint64_t n = std::min(left, pipe_pages * kPage);
+            splice_into(parasite.pipe_read(k), out, n);
+            left -= n;
+        }
         uint64_t idx = 0, off = data_start;
         for (uint32_t k = 0; k < dp.nr_spans; ++k) {
             for (uint64_t p = 0; p < dp.spans[k].nr_pages; ++p, ++idx) {

@@ -18,7 +18,7 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
-constexpr int kPipeSize = parasite::kMaxBatchPages * kPage;
+constexpr int kPipeSize = parasite::kMaxBatchPages * kPage;  // all pipes together
 
 }  // namespace
 
@@ -54,7 +54,7 @@ Parasite::Parasite(RemoteSyscalls& leader) : leader_(leader) {
         memfd = -1;
         leader.checked("munmap", __NR_munmap, static_cast<uint64_t>(scratch), kPage);
         scratch = 0;
-        setup_pipe();
+        setup_pipes();
     } catch (...) {
         if (memfd >= 0) leader.syscall(__NR_close, static_cast<uint64_t>(memfd));
         if (scratch) leader.syscall(__NR_munmap, static_cast<uint64_t>(scratch), kPage);
@@ -64,40 +64,43 @@ Parasite::Parasite(RemoteSyscalls& leader) : leader_(leader) {
     log::debug("parasite at {:#x} ({} bytes) in process {}", base_.addr(), size_, pid);
 }
 
-void Parasite::setup_pipe() {
-    // The target makes the pipe (so we never need to push a descriptor into it); we open its
-    // read end through /proc, which a root tracer may always do.
+void Parasite::setup_pipes() {
+    // The target makes each pipe (so we never need to push a descriptor into it); we open its
+    // read end through /proc, which a root tracer may always do. A pipe larger than
+    // /proc/sys/fs/pipe-max-size needs CAP_SYS_RESOURCE, so we use several.
     auto* fds = reinterpret_cast<int*>(&args_->pages.nonzero_bitmap[0]);
     uint64_t remote_fds = base_.addr() + args_offset_ +
                           offsetof(parasite::ParasiteArgs, pages.nonzero_bitmap);
-    leader_.checked("pipe2", __NR_pipe2, remote_fds, O_CLOEXEC);
-    int rd = fds[0];
-    pipe_remote_write_ = fds[1];
-    pipe_read_.reset(::open(fmt::format("/proc/{}/fd/{}", leader_.pid(), rd).c_str(),
+    int want = std::min(std::stoi(read_file("/proc/sys/fs/pipe-max-size")), kPipeSize);
+    uint64_t total = 0;
+    while (pipes_.size() < parasite::kMaxPipes && total < kPipeSize) {
+        leader_.checked("pipe2", __NR_pipe2, remote_fds, O_CLOEXEC);
+        PagePipe p;
+        int rd = fds[0];
+        p.remote_write = fds[1];
+        p.read.reset(::open(fmt::format("/proc/{}/fd/{}", leader_.pid(), rd).c_str(),
                             O_RDONLY | O_CLOEXEC));
-    int saved_errno = errno;
-    leader_.checked("close", __NR_close, static_cast<uint64_t>(rd));
-    if (!pipe_read_) {
-        errno = saved_errno;
-        fail_errno("cannot open the page pipe of process {}", leader_.pid());
+        int saved_errno = errno;
+        leader_.checked("close", __NR_close, static_cast<uint64_t>(rd));
+        pipes_.push_back(std::move(p));
+        if (!pipes_.back().read) {
+            errno = saved_errno;
+            fail_errno("cannot open the page pipe of process {}", leader_.pid());
+        }
+        int cap = ::fcntl(pipes_.back().read.get(), F_SETPIPE_SZ, want);
+        if (cap < 0) fail_errno("cannot size the page pipe to {} bytes", want);
+        pipe_capacity_ = static_cast<uint64_t>(cap);
+        total += pipe_capacity_;
     }
-    // Larger than /proc/sys/fs/pipe-max-size needs CAP_SYS_RESOURCE: fall back to the limit.
-    int cap = ::fcntl(pipe_read_.get(), F_SETPIPE_SZ, kPipeSize);
-    if (cap < 0 && errno == EPERM) {
-        int limit = std::stoi(read_file("/proc/sys/fs/pipe-max-size"));
-        cap = ::fcntl(pipe_read_.get(), F_SETPIPE_SZ, std::min(limit, kPipeSize));
-    }
-    if (cap < 0) fail_errno("cannot size the page pipe");
-    pipe_capacity_ = static_cast<uint64_t>(cap);
 }
 
 Parasite::~Parasite() { cleanup(); }
 
 void Parasite::cleanup() noexcept {
     try {
-        if (pipe_remote_write_ >= 0) {
-            leader_.syscall(__NR_close, static_cast<uint64_t>(pipe_remote_write_));
-            pipe_remote_write_ = -1;
+        for (auto& p : pipes_) {
+            if (p.remote_write >= 0) leader_.syscall(__NR_close, static_cast<uint64_t>(p.remote_write));
+            p.remote_write = -1;
         }
         if (!base_.null()) {
             long r = leader_.syscall(__NR_munmap, base_.addr(), size_);
@@ -107,7 +110,7 @@ void Parasite::cleanup() noexcept {
     } catch (const Error& e) {
         log::error("could not remove the parasite from process {}: {}", leader_.pid(), e.what());
     }
-    pipe_read_.reset();
+    pipes_.clear();
     if (local_) {
         ::munmap(local_, size_);
         local_ = nullptr;

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "common/fd.h"
 #include "common/remote_ptr.h"
@@ -26,13 +27,14 @@ class Parasite {
     parasite::ParasiteArgs& args() { return *args_; }
     long run(RemoteSyscalls& thread, parasite::Command cmd);
 
-    // A pipe whose write end lives in the target (for vmsplice) and read end here.
-    int page_pipe_read() const { return pipe_read_.get(); }
-    int page_pipe_remote_write() const { return pipe_remote_write_; }
-    uint64_t pipe_capacity() const { return pipe_capacity_; }
+    // Pipes whose write ends live in the target (for vmsplice) and read ends here.
+    size_t nr_pipes() const { return pipes_.size(); }
+    int pipe_read(size_t i) const { return pipes_[i].read.get(); }
+    int pipe_remote_write(size_t i) const { return pipes_[i].remote_write; }
+    uint64_t pipe_capacity() const { return pipe_capacity_; }  // bytes, each pipe
 
   private:
-    void setup_pipe();
+    void setup_pipes();
     void cleanup() noexcept;
 
     RemoteSyscalls& leader_;
@@ -41,8 +43,11 @@ class Parasite {
     void* local_ = nullptr;
     parasite::ParasiteArgs* args_ = nullptr;
     uint64_t args_offset_ = 0;
-    UniqueFd pipe_read_;
-    int pipe_remote_write_ = -1;
+    struct PagePipe {
+        UniqueFd read;
+        int remote_write = -1;
+    };
+    std::vector<PagePipe> pipes_;
     uint64_t pipe_capacity_ = 0;
 };
 
