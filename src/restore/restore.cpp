@@ -314,7 +314,13 @@ int restore(const RestoreOptions& opts) {
     if (img.processes.size() != 1) fail("images of process trees are not supported yet");
     const image::Process& proc = img.processes.front();
     const pid_t pid = proc.pid;
-    if (proc.nr_threads != 1) fail("restoring multi-threaded processes is not supported yet ({} threads)", proc.nr_threads);
+    std::vector<pid_t> tids;
+    for (const auto& t : img.threads)
+        if (t.pid == pid) tids.push_back(t.tid);
+    if (tids.empty() || tids.front() != pid) fail("image of pid {} has no main thread", pid);
+    for (pid_t tid : tids)
+        if (tid != pid && ::kill(tid, 0) == 0)
+            fail("thread id {} of pid {} is in use: cannot restore with the same ids", tid, pid);
     if ((img.header.xfeatures & ~xcr0()) != 0)
         fail("this CPU lacks register state the image has (xfeatures {:#x}, CPU {:#x})",
              img.header.xfeatures, xcr0());
@@ -346,7 +352,8 @@ int restore(const RestoreOptions& opts) {
     go_r.reset();
     if (child != pid) fail("clone3 gave pid {} instead of {}", child, pid);
     if (::ptrace(PTRACE_SEIZE, child, nullptr,
-                 PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXIT) != 0)
+                 PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXIT |
+                     PTRACE_O_TRACECLONE) != 0)
         fail_errno("cannot trace the new process {}", pid);
     if (::write(go_w.get(), "g", 1) != 1) fail_errno("cannot start the new process");
     go_w.reset();
@@ -373,17 +380,37 @@ int restore(const RestoreOptions& opts) {
     tracer::read_mem(pid, remote_args, &args, sizeof args);
     auto t_memory = Clock::now();
 
-    // Phase 2: step syscall by syscall until rt_sigreturn has restored the registers.
-    bool entered_sigreturn = false;
-    for (;;) {
-        tracer::resume(pid, PTRACE_SYSCALL);
-        auto st = tracer::wait_tid(pid);
-        if (st.exited) fail("restore of pid {} failed: the new process died", pid);
+    // Phase 2: step every thread syscall by syscall until its rt_sigreturn has restored its
+    // registers, and hold it there: no thread runs program code before all are ready.
+    std::map<pid_t, bool> entered_sigreturn;  // per thread, known once it has stopped
+    size_t ready = 0;
+    tracer::resume(pid, PTRACE_SYSCALL);
+    while (ready < tids.size()) {
+        int status;
+        pid_t tid = ::waitpid(-1, &status, __WALL);
+        if (tid < 0) {
+            if (errno == EINTR) continue;
+            fail_errno("waiting for the threads of pid {}", pid);
+        }
+        tracer::StopStatus st{WIFEXITED(status) || WIFSIGNALED(status), status};
+        if (st.exited) {
+            if (tid == pid) guard.release();
+            fail("restore of pid {} failed: thread {} died", pid, tid);
+        }
         if (st.event() == PTRACE_EVENT_EXIT) on_exit();
-        if (!st.syscall_stop()) continue;
-        if (entered_sigreturn) break;  // the exit stop of rt_sigreturn
-        if (static_cast<long>(tracer::get_regs(pid).orig_rax) == __NR_rt_sigreturn)
-            entered_sigreturn = true;
+        if (st.syscall_stop()) {
+            bool& entered = entered_sigreturn[tid];
+            if (entered) {  // the exit stop of rt_sigreturn: leave it stopped
+                ++ready;
+                continue;
+            }
+            if (static_cast<long>(tracer::get_regs(tid).orig_rax) == __NR_rt_sigreturn) entered = true;
+            tracer::resume(tid, PTRACE_SYSCALL);
+        } else if (st.event() == PTRACE_EVENT_CLONE || st.event() == PTRACE_EVENT_STOP) {
+            tracer::resume(tid, PTRACE_SYSCALL);
+        } else {
+            tracer::resume(tid, PTRACE_SYSCALL, st.signal());
+        }
     }
 
     // Phase 3: the program's registers are in place; remove the stub from outside.
@@ -392,7 +419,8 @@ int restore(const RestoreOptions& opts) {
         remote.checked("munmap of the restorer", __NR_munmap, args.self_start, args.self_len);
     }
     apply_from_outside(img, pid);
-    if (::ptrace(PTRACE_DETACH, pid, nullptr, nullptr) != 0) fail_errno("cannot release pid {}", pid);
+    for (pid_t tid : tids)
+        if (::ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0) fail_errno("cannot release thread {}", tid);
     guard.release();
     auto t_done = Clock::now();
     if (opts.print_stats) {

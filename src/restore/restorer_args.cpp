@@ -23,7 +23,7 @@ using namespace restorer;
 namespace {
 
 constexpr uint64_t kPage = 4096;
-constexpr uint64_t kStackSize = 64 * 1024;
+constexpr uint64_t kMainStack = 64 * 1024;  // the main thread rebuilds memory: more room
 constexpr uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 
 // Bump allocator over the region, in two passes: sizing, then placing.
@@ -208,7 +208,8 @@ Region build_region(const RegionInputs& in) {
             fp_at.push_back(l.take(xsave_room, 64));
         }
         uint64_t park_at = l.take(park_len, kPage);
-        for (size_t i = 0; i < threads.size(); ++i) stack_at.push_back(l.take(kStackSize, kPage));
+        for (size_t i = 0; i < threads.size(); ++i)
+            stack_at.push_back(l.take(i == 0 ? kMainStack : kThreadStack, 16));
         l.take(0, kPage);
         if (!fill) return reg;
 
@@ -330,7 +331,7 @@ Region build_region(const RegionInputs& in) {
             o.clear_child_tid = t.clear_child_tid;
             o.robust_list = t.robust_list;
             o.robust_list_len = t.robust_list_len;
-            o.stack_top = stack_at[i] + kStackSize;
+            o.stack_top = stack_at[i] + (i == 0 ? kMainStack : kThreadStack);
             std::strncpy(o.name, t.name.c_str(), sizeof o.name - 1);
         }
         a->threads = threads_at;
@@ -338,7 +339,7 @@ Region build_region(const RegionInputs& in) {
 
         reg.args = a;
         reg.entry = blob_at;
-        reg.stack_top = stack_at[0] + kStackSize;
+        reg.stack_top = stack_at[0] + kMainStack;
         return reg;
     };
 

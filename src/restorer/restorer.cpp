@@ -27,6 +27,14 @@ constexpr long kArchSetFs = 0x1002, kArchSetGs = 0x1001;
 constexpr long kRseqFlagUnregister = 1;
 constexpr long kSigSetmask = 2;
 
+constexpr uint64_t kCloneThreadFlags = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000;
+// VM | FS | FILES | SIGHAND | THREAD | SYSVSEM
+
+struct CloneArgs {  // struct clone_args
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+        set_tid_size, cgroup;
+};
+
 [[noreturn]] void die(RestorerArgs* a, Step step, long err, uint64_t detail) {
     a->failed_step = step;
     a->failed_errno = err;
@@ -156,13 +164,16 @@ void restore_creds(RestorerArgs* a) {
     sys(__NR_setfsuid, a->uids[3]);
 }
 
-void queue_pending(RestorerArgs* a, ThreadArg& t) {
+void queue_shared_pending(RestorerArgs* a) {
     auto* shared = reinterpret_cast<Siginfo*>(a->shared_pending);
     for (uint32_t i = 0; i < a->nr_shared_pending; ++i) {
         int sig = *reinterpret_cast<int32_t*>(shared[i].bytes);
         check(a, sys(__NR_rt_sigqueueinfo, a->pid, sig, &shared[i]), kStepPending,
               static_cast<uint64_t>(sig));
     }
+}
+
+void queue_pending(RestorerArgs* a, ThreadArg& t) {
     auto* mine = reinterpret_cast<Siginfo*>(t.pending);
     for (uint32_t i = 0; i < t.nr_pending; ++i) {
         int sig = *reinterpret_cast<int32_t*>(mine[i].bytes);
@@ -178,6 +189,8 @@ void queue_pending(RestorerArgs* a, ThreadArg& t) {
     sys(__NR_set_tid_address, t.clear_child_tid);
     check(a, sys(__NR_prctl, kPrSetName, t.name, 0, 0, 0), kStepThreadState, 4);
     queue_pending(a, t);
+    // Credentials are per thread for the kernel (libc broadcasts them; we are libc here).
+    restore_creds(a);
     // rseq last: from here on the kernel may write into the restored rseq area.
     if (t.rseq_addr)
         check(a, sys(__NR_rseq, t.rseq_addr, t.rseq_len, 0, t.rseq_sig), kStepRseq, t.rseq_addr);
@@ -193,6 +206,32 @@ void queue_pending(RestorerArgs* a, ThreadArg& t) {
 }
 
 }  // namespace
+
+// clone3 for a thread: the child starts on its own stack with every register as the parent
+// had it, so its arguments travel in callee-saved r12/r13.
+extern "C" long restorer_clone3(CloneArgs* args, uint64_t size, ThreadArg* t, RestorerArgs* a);
+asm(R"(
+    .text
+    .globl restorer_clone3
+restorer_clone3:
+    push %r12
+    push %r13
+    mov %rdx, %r12
+    mov %rcx, %r13
+    mov $435, %eax
+    syscall
+    test %rax, %rax
+    jnz 1f
+    mov %r12, %rdi
+    mov %r13, %rsi
+    and $-16, %rsp
+    call restorer_thread_main
+    ud2
+1:
+    pop %r13
+    pop %r12
+    ret
+)");
 
 extern "C" __attribute__((used, noreturn)) void restorer_main(RestorerArgs* a) {
     if (a->abi_version != kAbiVersion) die(a, kStepNone, -22, a->abi_version);
@@ -216,8 +255,26 @@ extern "C" __attribute__((used, noreturn)) void restorer_main(RestorerArgs* a) {
     asm volatile("int3" : : "a"(a) : "memory");
 
     restore_signals_and_timers(a);
-    restore_creds(a);
-    become(a, *reinterpret_cast<ThreadArg*>(a->threads));
+    queue_shared_pending(a);
+    // Every other thread with its own TID. Each becomes itself and stops in ckpt's hands at
+    // its rt_sigreturn; ckpt lets them all go together, so none runs program code early.
+    auto* threads = reinterpret_cast<ThreadArg*>(a->threads);
+    for (uint32_t i = 1; i < a->nr_threads; ++i) {
+        uint64_t tid = static_cast<uint64_t>(threads[i].tid);
+        CloneArgs ca{};
+        ca.flags = kCloneThreadFlags;
+        ca.stack = threads[i].stack_top - kThreadStack;
+        ca.stack_size = kThreadStack;
+        ca.set_tid = reinterpret_cast<uint64_t>(&tid);
+        ca.set_tid_size = 1;
+        long r = restorer_clone3(&ca, sizeof ca, &threads[i], a);
+        check(a, r, kStepCloneThread, tid);
+    }
+    become(a, threads[0]);
+}
+
+extern "C" __attribute__((used, noreturn)) void restorer_thread_main(ThreadArg* t, RestorerArgs* a) {
+    become(a, *t);
 }
 
 // Entry: rdi = RestorerArgs*, rsp = the main thread's stack in the region.

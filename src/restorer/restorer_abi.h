@@ -72,6 +72,8 @@ struct RtSigframe {
 
 inline constexpr uint64_t kUcFpXstate = 0x1, kUcSigcontextSs = 0x2, kUcStrictRestoreSs = 0x4;
 
+inline constexpr uint64_t kThreadStack = 16 * 1024;  // every thread's stack in the region
+
 struct ThreadArg {
     int32_t tid;
     uint32_t nr_pending;
@@ -115,6 +117,7 @@ enum Step : int32_t {
     kStepRseq,
     kStepPending,
     kStepSigreturn,
+    kStepCloneThread,
 };
 
 struct RestorerArgs {

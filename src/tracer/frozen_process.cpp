@@ -31,7 +31,10 @@ std::vector<pid_t> list_tasks(pid_t pid) {
         out.push_back(static_cast<pid_t>(std::atoi(e->d_name)));
     }
     ::closedir(d);
-    std::sort(out.begin(), out.end());
+    // The leader first: images and restore rely on thread 0 being the process itself.
+    std::sort(out.begin(), out.end(), [pid](pid_t a, pid_t b) {
+        return (a == pid) != (b == pid) ? a == pid : a < b;
+    });
     return out;
 }
 
@@ -127,7 +130,9 @@ void FrozenProcess::release() {
         // Wait until every thread is really gone, so the pid is free for a restore as soon
         // as the parent reaps it.
         ::kill(pid_, SIGKILL);
-        for (auto& t : threads_) {
+        // The leader is reported only after every other thread: wait for it last.
+        for (auto it = threads_.rbegin(); it != threads_.rend(); ++it) {
+            auto& t = *it;
             int st;
             while (::waitpid(t.tid, &st, __WALL) == t.tid && !WIFEXITED(st) && !WIFSIGNALED(st))
                 ::ptrace(PTRACE_CONT, t.tid, nullptr, nullptr);
