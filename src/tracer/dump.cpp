@@ -174,7 +174,14 @@ void dump(const DumpOptions& opts) {
     for (const auto& ft : frozen.threads()) threads.push_back(collect_thread(pid, ft));
     proc.shared_pending = peek_pending(pid, true);
     proc.nr_threads = static_cast<uint32_t>(threads.size());
-    for (auto& t : threads) t.backtrace = unwind_thread(t.tid, vmas);
+    {
+        Unwinder unwinder(pid, vmas);
+        for (auto& t : threads) {
+            Regs r;
+            std::memcpy(&r, t.regs.data(), sizeof r);
+            t.backtrace = unwinder.unwind(r);
+        }
+    }
     fault::point("collect");
 
     image::ImageWriter out(opts.dir);
