@@ -41,6 +41,7 @@ import ztlib  # noqa: E402
 from ztlib import TestFailure, log  # noqa: E402
 
 # Per-test options:
+#   prog          the program, zt_PROG (default: the test name)
 #   args          extra argv for the program ({bindir} is replaced)
 #   pty           stdin is the slave of a pty the harness holds (ckpt restore gets it as stdin too)
 #   input         bytes written to the pty master after the dump (leave-running) or restore
@@ -63,9 +64,23 @@ TESTS = {
     "read_tty": {"pty": True, "input": b"hello ckpt\n", "restore_args": ["--shell-job"],
                  "skip_state": ("pgrp", "session")},
     "fpu": {},
+    # multi-threaded (tests/programs/threads_*.c)
+    "threads_mutex": {},
+    "threads_condvar": {},
+    "threads_blocked": {},
+    "threads_tls": {},
+    "threads_sigmask": {},
+    "threads_many_100": {"prog": "threads_many", "args": ["100"]},
+    "threads_many_1000": {"prog": "threads_many", "args": ["1000"], "ready_timeout": 60},
+    "threads_names_affinity": {},
+    "threads_atfork": {},
+    "threads_openmp": {},
+    "threads_exited": {},
+    "threads_ids": {},
+    "threads_backtrace": {},
 }
 
-DEFAULTS = {"args": [], "pty": False, "input": None, "wait_file": None, "ready_timeout": 10,
+DEFAULTS = {"prog": None, "args": [], "pty": False, "input": None, "wait_file": None, "ready_timeout": 10,
             "restore_args": [], "skip_state": ()}
 
 DUMP_TIMEOUT = 40          # one ckpt dump
@@ -118,9 +133,10 @@ class Run:
             self.master, self.slave = os.openpty()
             stdin = self.slave
         argv = [a.replace("{bindir}", self.args.bindir) for a in self.opts["args"]]
-        self.prog = ztlib.Program(self.name, self.args.bindir, self.work, argv, stdin_fd=stdin)
+        prog = self.opts["prog"] or self.name
+        self.prog = ztlib.Program(prog, self.args.bindir, self.work, argv, stdin_fd=stdin)
         self.pid = self.prog.pid
-        self.step("started zt_%s, pid %d" % (self.name, self.pid))
+        self.step("started zt_%s%s, pid %d" % (prog, "".join(" " + a for a in argv), self.pid))
         self.prog.wait_ready(self.deadline.timeout(self.opts["ready_timeout"]))
         self.step("READY")
 

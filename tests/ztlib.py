@@ -92,12 +92,16 @@ def proc_stat(pid):
             "flags": int(rest[6])}
 
 
-def proc_status(pid):
+def parse_status(text):
     d = {}
-    for line in read_text("/proc/%d/status" % pid).splitlines():
+    for line in text.splitlines():
         k, _, v = line.partition(":")
         d[k] = v.strip()
     return d
+
+
+def proc_status(pid):
+    return parse_status(read_text("/proc/%d/status" % pid))
 
 
 def pid_exists(pid):
@@ -212,7 +216,8 @@ def describe_rc(rc):
 
 
 def traced_or_stopped(pid):
-    """None if pid runs normally, else a description of the problem."""
+    """None if pid runs normally, else a description of the problem. Looks at every
+    thread (/proc/PID/task/*): none may be traced or stopped."""
     try:
         st = proc_status(pid)
     except (FileNotFoundError, ProcessLookupError):
@@ -225,6 +230,23 @@ def traced_or_stopped(pid):
         problems.append("is stopped (State: %s)" % state)
     if state[:1] in ("Z", "X"):
         problems.append("is dead (State: %s)" % state)
+    if not problems:
+        try:
+            tids = sorted(int(t) for t in os.listdir("/proc/%d/task" % pid) if t.isdigit())
+        except (FileNotFoundError, ProcessLookupError):
+            tids = []
+        for tid in tids:
+            if tid == pid:
+                continue
+            try:
+                ts = parse_status(read_text("/proc/%d/task/%d/status" % (pid, tid)))
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # exited meanwhile
+            tstate = ts.get("State", "?")
+            if ts.get("TracerPid", "0") != "0":
+                problems.append("thread %d is traced (TracerPid %s)" % (tid, ts.get("TracerPid")))
+            if tstate[:1] in ("T", "t"):
+                problems.append("thread %d is stopped (State: %s)" % (tid, tstate))
     return ("process %d " % pid + ", ".join(problems)) if problems else None
 
 
@@ -378,6 +400,24 @@ def indent(text, prefix="    | "):
 
 
 STATUS_KEYS = ("SigBlk", "SigIgn", "SigCgt", "SigPnd", "ShdPnd", "Umask")
+# per thread (/proc/PID/task/TID/status), plus its comm
+THREAD_STATUS_KEYS = ("SigBlk", "SigPnd", "Cpus_allowed_list")
+
+
+def read_threads(pid):
+    """{tid: (comm, SigBlk, SigPnd, Cpus_allowed_list)} of every thread of pid."""
+    threads = {}
+    base = "/proc/%d/task" % pid
+    for name in os.listdir(base):
+        if not name.isdigit():
+            continue
+        try:
+            comm = read_text("%s/%s/comm" % (base, name)).rstrip("\n")
+            ts = parse_status(read_text("%s/%s/status" % (base, name)))
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # exited meanwhile
+        threads[int(name)] = (comm,) + tuple(ts.get(k) for k in THREAD_STATUS_KEYS)
+    return threads
 
 
 def read_fds(pid):
@@ -407,6 +447,7 @@ def visible_state(pid):
         stat = proc_stat(pid)
         st["pgrp"], st["session"] = stat["pgrp"], stat["session"]
         st["comm"] = read_text("/proc/%d/comm" % pid).rstrip("\n")
+        st["threads"] = read_threads(pid)
         for link in ("exe", "cwd", "root"):
             try:
                 st[link] = os.readlink("/proc/%d/%s" % (pid, link))
@@ -484,12 +525,25 @@ def compare_state(before, after, restored, skip=()):
             if fb.get(fd) != fa.get(fd):
                 lines.append("    fd %d: before %s, after %s" % (fd, fb.get(fd, "(not open)"), fa.get(fd, "(not open)")))
         problems.append("open file descriptors differ (target, flags):\n" + "\n".join(lines))
+    tb, ta = before.get("threads"), after.get("threads")
+    if "threads" not in skip and tb is not None and ta is not None and tb != ta:
+        lines = []
+        for tid in sorted(set(tb) | set(ta)):
+            if tb.get(tid) != ta.get(tid):
+                lines.append("    tid %d: before %s, after %s" % (tid, thread_text(tb.get(tid)), thread_text(ta.get(tid))))
+        problems.append("threads differ (comm, %s):\n%s" % (", ".join(THREAD_STATUS_KEYS), "\n".join(lines)))
     for k in STATUS_KEYS + ("pgrp", "session", "comm", "exe", "cwd", "root"):
         if k in skip:
             continue
         if before.get(k) != after.get(k):
             problems.append("%s differs: before %r, after %r" % (k, before.get(k), after.get(k)))
     return problems
+
+
+def thread_text(t):
+    if t is None:
+        return "(no such thread)"
+    return "comm %r %s" % (t[0], " ".join("%s %s" % (k, v) for k, v in zip(THREAD_STATUS_KEYS, t[1:])))
 
 
 def state_problems_text(problems):
@@ -627,6 +681,29 @@ def _selftest():
                                                              st(base, {3: ("pipe:[2]", "0")}), True) == []),
         ("pipe inode change detected without restore", compare_state(st(base, {3: ("pipe:[1]", "0")}),
                                                                      st(base, {3: ("pipe:[2]", "0")}), False) != []),
+    ]
+    th = {10: ("main", "0", "0", "0-1"), 11: ("worker", "4000", "200", "0")}
+
+    def tw(tid, t):
+        d = dict(th)
+        d[tid] = t
+        return d
+
+    def sth(threads):
+        return {"maps": base, "fds": {}, "threads": threads}
+
+    checks += [
+        ("identical threads", compare_state(sth(th), sth(dict(th)), True) == []),
+        ("missing thread detected", compare_state(sth(th), sth({10: th[10]}), True) != []),
+        ("extra thread detected", compare_state(sth(th), sth(tw(12, th[11])), True) != []),
+        ("thread mask change detected",
+         compare_state(sth(th), sth(tw(11, ("worker", "0", "200", "0"))), True) != []),
+        ("thread pending change detected",
+         compare_state(sth(th), sth(tw(11, ("worker", "4000", "0", "0"))), False) != []),
+        ("thread name change detected",
+         compare_state(sth(th), sth(tw(11, ("worker2", "4000", "200", "0"))), True) != []),
+        ("thread affinity change detected",
+         compare_state(sth(th), sth(tw(11, ("worker", "4000", "200", "0-1"))), True) != []),
     ]
     bad = [name for name, ok in checks if not ok]
     for name, ok in checks:
