@@ -48,6 +48,34 @@ class Encoder {
     std::string out_;
 };
 
+// The fewest bytes one encoded T can take (a string or vector: its u32 length), found from
+// visit() on a default T; Decoder checks vector counts against it.
+class MinWireSize {
+  public:
+    template <typename T>
+    void operator()(const char*, const T& value) { add(value); }
+    template <Scalar T>
+    void add(const T&) { n += sizeof(T); }
+    void add(const std::string&) { n += sizeof(uint32_t); }
+    template <typename T>
+    void add(const std::vector<T>&) { n += sizeof(uint32_t); }
+    template <typename T>
+        requires(!Scalar<T>)
+    void add(const T& rec) { const_cast<T&>(rec).visit(*this); }
+    size_t n = 0;
+};
+
+template <typename T>
+size_t min_wire_size() {
+    static const size_t n = [] {
+        MinWireSize m;
+        T t{};
+        m.add(t);
+        return m.n;
+    }();
+    return n;
+}
+
 class Decoder {
   public:
     Decoder(const char* data, size_t size, const char* record) : p_(data), end_(data + size),
@@ -76,8 +104,9 @@ class Decoder {
     void get(std::vector<T>& vec) {
         uint32_t n;
         get(n);
-        // Each element takes at least one byte: a count larger than what is left is corrupt.
-        if (n > static_cast<size_t>(end_ - p_)) bad("vector count");
+        // Each element takes at least min_wire_size<T>() bytes: a count larger than what is
+        // left can hold is corrupt (and must not be allocated).
+        if (n > static_cast<size_t>(end_ - p_) / min_wire_size<T>()) bad("vector count");
         vec.clear();
         vec.resize(n);
         for (auto& e : vec) get(e);

@@ -110,13 +110,15 @@ Image read_image(const std::string& dir) {
         fail("{} is {} bytes, the image expects {} (truncated or corrupt)", data_path,
              st.st_size, img.end.data_size);
     for (const auto& run : img.page_runs) {
-        if (run.data_offset < kDataHeaderSize ||
-            run.data_offset + run.nr_pages * kPageSize > img.end.data_size)
+        // written so that nothing can overflow: data_size >= kDataHeaderSize here
+        if (run.data_offset < kDataHeaderSize || run.data_offset > img.end.data_size ||
+            run.nr_pages > (img.end.data_size - run.data_offset) / kPageSize)
             fail("{} is corrupt: page run at {:#x} points outside data.img", dir, run.addr);
     }
     for (const auto& fd : img.fds) {
         if (fd.kind == FdKind::Unlinked && fd.dup_of < 0 &&
-            fd.data_offset + fd.size > img.end.data_size)
+            (fd.data_offset < kDataHeaderSize || fd.data_offset > img.end.data_size ||
+             fd.size > img.end.data_size - fd.data_offset))
             fail("{} is corrupt: content of fd {} points outside data.img", dir, fd.fd);
     }
     return img;

@@ -30,22 +30,29 @@ ImageWriter::ImageWriter(std::string dir) : dir_(std::move(dir)) {
         fail_errno("cannot create image directory {}", dir_);
     meta_tmp_ = dir_ + "/." + kMetaFile + ".partial";
     data_tmp_ = dir_ + "/." + kDataFile + ".partial";
-    meta_ = create_private(meta_tmp_);
-    data_ = create_private(data_tmp_);
-    if (::getrandom(&image_id_, sizeof image_id_, 0) != sizeof image_id_)
-        fail_errno("getrandom");
+    try {
+        meta_ = create_private(meta_tmp_);
+        data_ = create_private(data_tmp_);
+        if (::getrandom(&image_id_, sizeof image_id_, 0) != sizeof image_id_)
+            fail_errno("getrandom");
 
-    Preamble pre{};
-    std::memcpy(pre.magic, kMetaMagic, sizeof pre.magic);
-    pre.version = kFormatVersion;
-    meta_buf_.append(reinterpret_cast<const char*>(&pre), sizeof pre);
+        Preamble pre{};
+        std::memcpy(pre.magic, kMetaMagic, sizeof pre.magic);
+        pre.version = kFormatVersion;
+        meta_buf_.append(reinterpret_cast<const char*>(&pre), sizeof pre);
 
-    char head[kDataHeaderSize] = {};
-    std::memcpy(pre.magic, kDataMagic, sizeof pre.magic);
-    std::memcpy(head, &pre, sizeof pre);
-    std::memcpy(head + sizeof pre, &image_id_, sizeof image_id_);
-    write_all(data_.get(), head, sizeof head, data_tmp_);
-    data_offset_ = kDataHeaderSize;
+        char head[kDataHeaderSize] = {};
+        std::memcpy(pre.magic, kDataMagic, sizeof pre.magic);
+        std::memcpy(head, &pre, sizeof pre);
+        std::memcpy(head + sizeof pre, &image_id_, sizeof image_id_);
+        write_all(data_.get(), head, sizeof head, data_tmp_);
+        data_offset_ = kDataHeaderSize;
+    } catch (...) {
+        // the destructor does not run for a constructor that throws
+        if (meta_) ::unlink(meta_tmp_.c_str());
+        if (data_) ::unlink(data_tmp_.c_str());
+        throw;
+    }
 }
 
 ImageWriter::~ImageWriter() {
@@ -72,8 +79,19 @@ void ImageWriter::flush_meta() {
 }
 
 uint64_t ImageWriter::append_data(const void* buf, size_t len) {
-    uint64_t off = data_offset_;
-    write_all(data_.get(), buf, len, data_tmp_);
+    // pwrite at data_offset_: pages spliced at an explicit offset (memory_dump.cpp) do not
+    // move the fd's file offset, so write() would land on top of them.
+    const uint64_t off = data_offset_;
+    auto* p = static_cast<const char*>(buf);
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = ::pwrite(data_.get(), p + done, len - done, static_cast<off_t>(off + done));
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            fail_errno("cannot write {}", data_tmp_);
+        }
+        done += static_cast<size_t>(n);
+    }
     data_offset_ += len;
     return off;
 }

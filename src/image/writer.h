@@ -27,8 +27,9 @@ class ImageWriter {
         add_raw(Rec::kType, encode(rec));
     }
 
-    // Page data: the current end of data.img, an fd to splice into, and a way to account
-    // for bytes that were spliced (the fd's file offset is kept in step by the caller).
+    // Page data: the current end of data.img, an fd to splice into at an explicit offset
+    // (data_offset()), and a way to account for bytes that were spliced. append_data writes
+    // at data_offset() too (pwrite): the fd's file offset is not used.
     uint64_t data_offset() const { return data_offset_; }
     int data_fd() const { return data_.get(); }
     void data_appended(uint64_t n) { data_offset_ += n; }
