@@ -22,6 +22,7 @@
 #include <cstring>
 #include <map>
 
+#include "common/cpu.h"
 #include "common/error.h"
 #include "common/fd.h"
 #include "common/fs.h"
@@ -66,12 +67,6 @@ const char* step_name(int32_t s) {
         case kStepSigreturn: return "rt_sigreturn";
         default: return "starting";
     }
-}
-
-uint64_t xcr0() {
-    uint32_t lo, hi;
-    asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    return (static_cast<uint64_t>(hi) << 32) | lo;
 }
 
 // Moves fd above `floor`, keeping it close-on-exec; returns the new number.
@@ -321,9 +316,9 @@ int restore(const RestoreOptions& opts) {
     for (pid_t tid : tids)
         if (tid != pid && ::kill(tid, 0) == 0)
             fail("thread id {} of pid {} is in use: cannot restore with the same ids", tid, pid);
-    if ((img.header.xfeatures & ~xcr0()) != 0)
+    if ((img.header.xfeatures & ~read_xcr0()) != 0)
         fail("this CPU lacks register state the image has (xfeatures {:#x}, CPU {:#x})",
-             img.header.xfeatures, xcr0());
+             img.header.xfeatures, read_xcr0());
     check_vdso_compatible(img, pid, find_current_vdso());
     if (::kill(pid, 0) == 0 || errno != ESRCH) {
         std::string who;

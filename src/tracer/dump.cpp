@@ -15,6 +15,7 @@
 #include <cstring>
 #include <memory>
 
+#include "common/cpu.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/log.h"
@@ -37,12 +38,6 @@ using Clock = std::chrono::steady_clock;
 
 double ms_since(Clock::time_point t) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
-
-uint64_t read_xcr0() {
-    uint32_t lo, hi;
-    asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    return (static_cast<uint64_t>(hi) << 32) | lo;
 }
 
 std::vector<std::string> split_nul(const std::string& s) {
