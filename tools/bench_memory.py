@@ -4,25 +4,16 @@ zero pages. For each: dump time, time the target was frozen, image size, restore
 Run as root after tools/build.sh:  tools/bench_memory.py [--ckpt build/ckpt] [--dir /tmp]
 Page cache is dropped before each restore ("cold") and not dropped for a second one ("warm").
 """
-import argparse, ctypes, os, shutil, signal, subprocess, sys, tempfile, time
+import argparse, os, shutil, signal, subprocess, sys, tempfile, time
+
+from benchlib import become_subreaper, start_target, stats, wait_gone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def stats(text):
-    return {k: float(v) for k, v in (l.split("=", 1) for l in text.split() if "=" in l)}
-
-
 def run_case(ckpt, hog, workdir, mib, kind):
     img = tempfile.mkdtemp(prefix=f"bench-{mib}-{kind}-", dir=workdir)
-    ready = img + ".ready"
-    proc = subprocess.Popen([hog, str(mib), kind, ready], stdout=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL, close_fds=True, start_new_session=True)
-    while not os.path.exists(ready):
-        if proc.poll() is not None:
-            sys.exit(f"memhog exited with {proc.returncode}")
-        time.sleep(0.01)
-    os.unlink(ready)
+    proc = start_target([hog, str(mib), kind], img + ".ready")
     t = time.monotonic()
     out = subprocess.run([ckpt, "dump", "--pid", str(proc.pid), "-o", img, "--print-stats"],
                          check=True, capture_output=True, text=True).stdout
@@ -41,17 +32,7 @@ def run_case(ckpt, hog, workdir, mib, kind):
                            check=True, capture_output=True, text=True).stdout
         results[label] = (time.monotonic() - t, stats(r))
         os.kill(proc.pid, signal.SIGKILL)
-        # The restored process is not our child: wait until its pid is free again.
-        for _ in range(500):
-            if not os.path.exists(f"/proc/{proc.pid}") or open(f"/proc/{proc.pid}/stat").read().split(") ")[1][0] == "Z":
-                break
-            time.sleep(0.01)
-        while os.path.exists(f"/proc/{proc.pid}"):
-            try:
-                os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                pass
-            time.sleep(0.01)
+        wait_gone(proc.pid)
     shutil.rmtree(img)
     gb = mib / 1024 * 1.073741824
     print(f"{mib:>5} MiB {kind:<6}  dump {dump_wall:6.3f} s ({gb / dump_wall:5.2f} GB/s)  "
@@ -67,8 +48,7 @@ def main():
     ap.add_argument("--dir", default="/tmp")
     ap.add_argument("--cases", default="1024:random,4096:random,1024:zero")
     a = ap.parse_args()
-    # Restored processes get reparented to us: reap them.
-    ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
+    become_subreaper()
     for case in a.cases.split(","):
         mib, kind = case.split(":")
         run_case(a.ckpt, a.hog, a.dir, int(mib), kind)

@@ -2,34 +2,16 @@
 """Dump and restore time, and how long the target is frozen, for 10, 100 and 1000 threads.
 Run as root after tools/build.sh:  tools/bench_threads.py [--ckpt build/ckpt] [--runs 3]
 Prints the median of --runs runs for each thread count."""
-import argparse, ctypes, os, shutil, signal, statistics, subprocess, sys, tempfile, time
+import argparse, os, shutil, signal, statistics, subprocess, sys, tempfile, time
+
+from benchlib import become_subreaper, start_target, stats, wait_gone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def stats(text):
-    return {k: float(v) for k, v in (l.split("=", 1) for l in text.split() if "=" in l)}
-
-
-def wait_gone(pid):
-    while os.path.exists(f"/proc/{pid}"):
-        try:
-            os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        time.sleep(0.005)
-
-
 def one_run(ckpt, prog, n, workdir):
     img = tempfile.mkdtemp(prefix=f"bench-threads-{n}-", dir=workdir)
-    ready = img + ".ready"
-    proc = subprocess.Popen([prog, str(n), ready], stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                            close_fds=True, start_new_session=True)
-    while not os.path.exists(ready):
-        if proc.poll() is not None:
-            sys.exit(f"{prog} exited with {proc.returncode}")
-        time.sleep(0.01)
-    os.unlink(ready)
+    proc = start_target([prog, str(n)], img + ".ready")
     t = time.monotonic()
     d = stats(subprocess.run([ckpt, "dump", "--pid", str(proc.pid), "-o", img, "--print-stats"],
                              check=True, capture_output=True, text=True).stdout)
@@ -55,7 +37,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--counts", default="10,100,1000")
     a = ap.parse_args()
-    ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # reap restored processes reparented to us
+    become_subreaper()
     for n in map(int, a.counts.split(",")):
         runs = [one_run(a.ckpt, a.prog, n, a.dir) for _ in range(a.runs)]
         med = [statistics.median(x) for x in zip(*runs)]

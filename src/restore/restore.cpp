@@ -53,7 +53,6 @@ const char* step_name(int32_t s) {
         case kStepMoveVdso: return "moving the vDSO";
         case kStepMapVma: return "mapping a VMA";
         case kStepAdvise: return "applying madvise flags";
-        case kStepPopulate: return "populating memory";
         case kStepReadPages: return "reading pages";
         case kStepProtect: return "setting protections";
         case kStepCloseFds: return "closing descriptors";
@@ -381,13 +380,8 @@ int restore(const RestoreOptions& opts) {
     size_t ready = 0;
     tracer::resume(pid, PTRACE_SYSCALL);
     while (ready < tids.size()) {
-        int status;
-        pid_t tid = ::waitpid(-1, &status, __WALL);
-        if (tid < 0) {
-            if (errno == EINTR) continue;
-            fail_errno("waiting for the threads of pid {}", pid);
-        }
-        tracer::StopStatus st{WIFEXITED(status) || WIFSIGNALED(status), status};
+        pid_t tid;
+        tracer::StopStatus st = tracer::wait_any(tid);
         if (st.exited) {
             if (tid == pid) guard.release();
             fail("restore of pid {} failed: thread {} died", pid, tid);

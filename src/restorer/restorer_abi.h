@@ -105,7 +105,6 @@ enum Step : int32_t {
     kStepMoveVdso,
     kStepMapVma,
     kStepAdvise,
-    kStepPopulate,
     kStepReadPages,
     kStepProtect,
     kStepCloseFds,

@@ -85,17 +85,28 @@ bool StopStatus::syscall_stop() const {
     return WIFSTOPPED(status) && WSTOPSIG(status) == (SIGTRAP | 0x80);
 }
 
-StopStatus wait_tid(pid_t tid) {
+namespace {
+
+StopStatus wait_for(pid_t which, pid_t& who) {
     StopStatus s;
     for (;;) {
-        pid_t r = ::waitpid(tid, &s.status, __WALL);
-        if (r == tid) break;
-        if (r < 0 && errno == EINTR) continue;
-        fail_errno("waitpid for thread {}", tid);
+        who = ::waitpid(which, &s.status, __WALL);
+        if (who > 0) break;
+        if (errno == EINTR) continue;
+        fail_errno("waitpid for {}", which);
     }
     s.exited = WIFEXITED(s.status) || WIFSIGNALED(s.status);
     return s;
 }
+
+}  // namespace
+
+StopStatus wait_tid(pid_t tid) {
+    pid_t who;
+    return wait_for(tid, who);
+}
+
+StopStatus wait_any(pid_t& tid) { return wait_for(-1, tid); }
 
 void resume(pid_t tid, int request, int sig) {
     pt(request, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(sig)),

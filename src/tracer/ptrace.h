@@ -36,6 +36,8 @@ struct StopStatus {
     bool syscall_stop() const;  // SIGTRAP|0x80 with TRACESYSGOOD
 };
 StopStatus wait_tid(pid_t tid);
+// Waits for any tracee or child; `tid` says which one reported.
+StopStatus wait_any(pid_t& tid);
 
 // Continue in the given mode (PTRACE_CONT, PTRACE_SYSCALL) delivering `sig`.
 void resume(pid_t tid, int request, int sig = 0);
