@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "common/error.h"
+#include "common/interrupt.h"
 #include "common/log.h"
 #include "image/info.h"
 #include "restore/restore.h"
@@ -26,7 +27,7 @@ int main(int argc, char** argv) {
     d->add_option("-o,--images-dir", dump.dir, "Directory to write the image into");
     d->add_flag("-R,--leave-running", dump.leave_running, "Let the process continue after the dump");
     d->add_flag("--print-stats", dump.print_stats, "Print timing and size figures (key=value)");
-    d->add_option("--fault-inject", fault, "Make the named dump step fail (testing)");
+    d->add_option("--fault-inject", fault, "Make the named dump step fail, or with STEP:kill SIGKILL ckpt there (testing)");
     d->add_flag("--list-fault-steps", list_faults, "List the steps --fault-inject accepts");
 
     ckpt::restore::RestoreOptions restore;
@@ -48,13 +49,21 @@ int main(int argc, char** argv) {
     try {
         if (d->parsed()) {
             if (list_faults) {
-                for (auto s : ckpt::fault::dump_steps()) fmt::print("{}\n", s);
+                for (auto s : ckpt::fault::dump_steps())
+                    fmt::print("{}{}\n", s.name, s.kill_only ? " kill-only" : "");
                 return 0;
             }
             if (dump.pid <= 0) ckpt::fail("dump needs --pid");
             if (dump.dir.empty()) ckpt::fail("dump needs -o DIR");
             if (!fault.empty()) ckpt::fault::arm(fault);
-            ckpt::tracer::dump(dump);
+            ckpt::interrupt::install();
+            try {
+                ckpt::tracer::dump(dump);
+            } catch (const ckpt::interrupt::Interrupted& e) {
+                // Reaching here means the rollback has run: the target is as it was.
+                fmt::print(stderr, "ckpt: error: interrupted; process {} left running\n", dump.pid);
+                return 1;
+            }
             return 0;
         }
         if (r->parsed()) return ckpt::restore::restore(restore);

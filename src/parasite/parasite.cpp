@@ -138,17 +138,76 @@ extern "C" __attribute__((used)) void parasite_main(ParasiteArgs* args) {
     args->result = r;
 }
 
-// Entry: rdi = args, rsp = parasite stack (16-byte aligned by the tracer). When the command
-// is done the blob makes the marker syscall getpid(kDoneMagic): the tracer, stepping it with
-// PTRACE_SYSCALL, stops there and takes its registers back. No signal is ever raised.
+// Called only when the tracer has vanished: undo what the parasite holds in the target.
+// Returns non-zero if the region may be unmapped on the way home.
+extern "C" __attribute__((used)) long parasite_emergency(EmergencyExit* ex) {
+    for (uint32_t i = 0; i < ex->nr_fds && i <= kMaxPipes; ++i)
+        if (ex->fds[i] >= 0) sys(__NR_close, ex->fds[i]);
+    if (ex->pending_pipe) {
+        const int32_t* fds = reinterpret_cast<const int32_t*>(ex->pending_pipe);
+        for (int i = 0; i < 2; ++i)
+            if (fds[i] >= 0) sys(__NR_close, fds[i]);
+    }
+    if (ex->drain_sigpipe) {
+        uint64_t set = 1ull << (13 - 1);  // SIGPIPE
+        struct {
+            int64_t sec, nsec;
+        } zero{0, 0};
+        sys(__NR_rt_sigtimedwait, &set, 0, &zero, 8);
+    }
+    return ex->unmap_frame != 0;
+}
+
+// Offset 32 (kLeaderHomeOffset) is the same way home for the leader between commands: the
+// return address of its frame in the region, so that a remote syscall ckpt was making in it
+// also ends here (the EmergencyExit pointer is then read from offset 8).
+//
+// Entry (offset 0): rdi = args, rsi = this thread's EmergencyExit, rsp = its stack (16-byte
+// aligned by the tracer). When the command is done the blob makes the marker syscall
+// getpid(kDoneMagic): the tracer, stepping it with PTRACE_SYSCALL, stops there and takes
+// the thread back. No signal is ever raised. The marker returns only if the tracer is gone:
+// then the thread goes home on its own, through rt_sigreturn on its saved frame, unmapping
+// the region on the way when it may (through the vDSO's `syscall; ret`, with the stack on a
+// frame outside the region, since the code and frame here vanish with the munmap).
 asm(R"(
     .section .text.entry,"ax"
     .globl blob_entry
 blob_entry:
+    jmp 2f
+    .org 8
+blob_leader_exit:
+    .quad 0
+    .org 16
+blob_sigreturn:
+    mov $15, %eax
+    syscall
+    ud2
+    .org 32
+blob_leader_home:
+    lea blob_entry(%rip), %rbx
+    mov 8(%rbx), %rbx
+    and $-16, %rsp
+    jmp 4f
+2:
+    mov %rsi, %rbx
     call parasite_main
     mov $39, %eax
     movabs $0x434b5054444f4e45, %rdi
     syscall
-    ud2
+4:
+    mov %rbx, %rdi
+    call parasite_emergency
+    test %rax, %rax
+    jz 3f
+    mov 16(%rbx), %rdi
+    mov 24(%rbx), %rsi
+    mov 32(%rbx), %rcx
+    mov 8(%rbx), %rsp
+    mov $11, %eax
+    jmp *%rcx
+3:
+    mov 0(%rbx), %rsp
+    add $8, %rsp
+    jmp blob_sigreturn
     .previous
 )");

@@ -1,17 +1,27 @@
 // The contract between ckpt (tracer side) and the parasite blob running inside the target.
 //
-// The tracer maps one shared region into the target: [blob code][ParasiteArgs][stack].
-// It runs one command at a time in "trap mode": it points the stopped thread at the blob's
-// entry with rdi = &ParasiteArgs, rsp = top of the stack, and resumes it; the blob executes
-// `cmd`, stores `result` and traps with int3. Everything here is plain data with fixed layout
-// because both a hosted C++ program and freestanding code read it.
+// The tracer maps one shared region into the target:
+//   [blob code][ParasiteArgs][leader frame][thread frame][leader stack][thread stack].
+// It runs one command at a time: it points the stopped thread at the blob's entry with
+// rdi = &ParasiteArgs, rsi = &EmergencyExit for that thread, rsp = top of its stack, and
+// resumes it; the blob executes `cmd`, stores `result` and makes the marker syscall, where
+// the tracer (stepping it with PTRACE_SYSCALL) stops it. If the tracer is gone, the marker
+// simply returns and the blob takes the thread home by itself (EmergencyExit).
+// Everything here is plain data with fixed layout because both a hosted C++ program and
+// freestanding code read it.
 #pragma once
 
 #include <stdint.h>
 
 namespace ckpt::parasite {
 
-inline constexpr uint32_t kAbiVersion = 1;
+inline constexpr uint32_t kAbiVersion = 2;
+
+// Fixed offsets in the blob (see the entry code in parasite.cpp).
+inline constexpr uint64_t kEntryOffset = 0;
+inline constexpr uint64_t kLeaderExitPtrOffset = 8;  // u64: address of args->exit_leader
+inline constexpr uint64_t kSigreturnOffset = 16;  // `mov $15, %eax; syscall`
+inline constexpr uint64_t kLeaderHomeOffset = 32;  // the leader's way home (parasite.cpp)
 
 enum Command : uint32_t {
     kCmdProcessState = 1,  // sigactions, itimers: per process, readable only from inside
@@ -66,10 +76,33 @@ struct DumpPages {
     uint64_t bytes_spliced;
 };
 
+// How a thread running the blob gets home when the tracer vanished: its rt_sigframe (the
+// original registers, FPU state and mask) lies in the region at `frame`. The leader also
+// closes the page pipes it holds and, when `unmap_frame` is set (a copy of its frame outside
+// the region), unmaps the region on the way, through the vDSO's `syscall; ret` at `g_sys`.
+struct EmergencyExit {
+    uint64_t frame;
+    uint64_t unmap_frame;
+    uint64_t unmap_base, unmap_len;
+    uint64_t g_sys;
+    uint64_t pending_pipe;   // int[2] a pipe2 in flight writes to (pre-filled with -1), or 0
+    uint32_t drain_sigpipe;  // a vmsplice into a pipe without reader queued one: remove it
+    uint32_t nr_fds;
+    int32_t fds[kMaxPipes + 1];  // write ends, and a read end while it is handed over
+};
+// The entry code reads these with fixed offsets.
+static_assert(__builtin_offsetof(EmergencyExit, frame) == 0);
+static_assert(__builtin_offsetof(EmergencyExit, unmap_frame) == 8);
+static_assert(__builtin_offsetof(EmergencyExit, unmap_base) == 16);
+static_assert(__builtin_offsetof(EmergencyExit, unmap_len) == 24);
+static_assert(__builtin_offsetof(EmergencyExit, g_sys) == 32);
+
 struct ParasiteArgs {
     uint32_t abi_version;
     uint32_t cmd;
     int64_t result;  // 0 or -errno
+    EmergencyExit exit_leader;
+    EmergencyExit exit_thread;
     union {
         ProcessState process;
         ThreadState thread;
@@ -77,7 +110,8 @@ struct ParasiteArgs {
     };
 };
 
-inline constexpr uint64_t kStackSize = 256 * 1024;
+inline constexpr uint64_t kStackSize = 256 * 1024;  // each of the two stacks
+inline constexpr uint64_t kFrameSlot = 64 * 1024;   // each frame, with room below it
 
 // The blob ends each command with getpid() carrying this in rdi ("CKPTDONE").
 inline constexpr long kDoneSyscall = 39;

@@ -404,7 +404,7 @@ int restore(const RestoreOptions& opts) {
 
     // Phase 3: the program's registers are in place; remove the stub from outside.
     {
-        tracer::RemoteSyscalls remote(pid, pid, tracer::find_syscall_insn(pid));
+        tracer::RemoteSyscalls remote(pid, pid, tracer::find_gadgets(pid));
         remote.checked("munmap of the restorer", __NR_munmap, args.self_start, args.self_len);
     }
     apply_from_outside(img, pid);

@@ -18,12 +18,14 @@
 #include "common/cpu.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/interrupt.h"
 #include "common/log.h"
 #include "image/writer.h"
 #include "tracer/backtrace.h"
 #include "tracer/fault.h"
 #include "tracer/files_dump.h"
 #include "tracer/frozen_process.h"
+#include "tracer/gadgets.h"
 #include "tracer/memory_dump.h"
 #include "tracer/parasite.h"
 #include "tracer/proc_parse.h"
@@ -186,16 +188,28 @@ void dump(const DumpOptions& opts) {
     MemoryStats mstats;
     std::vector<image::PageRun> runs;
     {
-        // Declared before the parasite: the parasite is removed first, then every thread's
-        // registers are put back.
-        RemoteAddr insn = find_syscall_insn(pid);
-        std::vector<std::unique_ptr<RemoteSyscalls>> remote;
-        for (const auto& ft : frozen.threads())
-            remote.push_back(std::make_unique<RemoteSyscalls>(pid, ft.tid, insn));
-        Parasite parasite(*remote.front());
+        // Declared before the parasite: the parasite is removed first, then the leader's
+        // registers are put back. Other threads are taken over one at a time, only while
+        // they run their own command.
+        Gadgets gadgets = find_gadgets(pid);
+        RemoteSyscalls leader(pid, pid, gadgets);
+        Parasite parasite(leader, gadgets);
         fault::point("infect");
 
-        long r = parasite.run(*remote.front(), parasite::kCmdProcessState);
+        for (size_t i = 0; i < threads.size(); ++i) {
+            pid_t tid = threads[i].tid;
+            long r = tid == pid ? parasite.run(parasite::kCmdThreadState)
+                                : parasite.run_in_thread(tid, parasite::kCmdThreadState);
+            if (r < 0) fail("parasite could not read the state of thread {}: {}", tid, errno_text(static_cast<int>(-r)));
+            const auto& ts = parasite.args().thread;
+            threads[i].altstack_sp = ts.altstack_sp;
+            threads[i].altstack_size = ts.altstack_size;
+            threads[i].altstack_flags = ts.altstack_flags;
+            threads[i].clear_child_tid = ts.clear_child_tid;
+            interrupt::check();
+        }
+
+        long r = parasite.run(parasite::kCmdProcessState);
         if (r < 0) fail("parasite could not read the signal state of {}: {}", pid, errno_text(static_cast<int>(-r)));
         const auto& ps = parasite.args().process;
         for (const auto& sa : ps.sigactions)
@@ -203,20 +217,10 @@ void dump(const DumpOptions& opts) {
         for (const auto& it : ps.itimers)
             proc.itimers.push_back({it.interval_sec, it.interval_usec, it.value_sec, it.value_usec});
         proc.mm.brk = ps.brk;  // not in /proc/PID/stat
-        for (size_t i = 0; i < remote.size(); ++i) {
-            r = parasite.run(*remote[i], parasite::kCmdThreadState);
-            if (r < 0) fail("parasite could not read the state of thread {}: {}", remote[i]->tid(), errno_text(static_cast<int>(-r)));
-            const auto& ts = parasite.args().thread;
-            threads[i].altstack_sp = ts.altstack_sp;
-            threads[i].altstack_size = ts.altstack_size;
-            threads[i].altstack_flags = ts.altstack_flags;
-            threads[i].clear_child_tid = ts.clear_child_tid;
-        }
         fault::point("parasite-state");
 
         auto t_mem = Clock::now();
-        runs = dump_memory(pid, parasite, *remote.front(), vmas, out, mstats,
-                           [] { fault::point("memory"); });
+        runs = dump_memory(pid, parasite, vmas, out, mstats, [] { fault::point("memory"); });
         memory_ms = ms_since(t_mem);
     }
     fault::point("cure");
@@ -252,6 +256,7 @@ void dump(const DumpOptions& opts) {
     fault::point("write-image");
     fault::point("commit");
     out.commit();
+    interrupt::ignore_from_now();  // complete: finishing is quicker and safer than undoing
 
     if (!opts.leave_running) {
         frozen.kill_on_release();

@@ -1,41 +1,69 @@
 #include "tracer/fault.h"
 
+#include <signal.h>
+
 #include <algorithm>
 #include <array>
 
 #include "common/error.h"
+#include "common/interrupt.h"
 
 namespace ckpt::fault {
 
 namespace {
 
-constexpr std::array<std::string_view, 10> kSteps = {
-    "seize",           // after every thread is frozen
-    "collect",         // after /proc and ptrace state is read
-    "files",           // after the fd table is read
-    "infect",          // after the parasite is mapped into the target
-    "parasite-state",  // after the parasite reported signal state
-    "memory",          // halfway through streaming memory
-    "cure",            // after the parasite is removed, before the target is released
-    "checksum",        // after page data is checksummed
-    "write-image",     // after the records are written, before the image is complete
-    "commit",          // just before the image is made visible
-};
+constexpr std::array<Step, 15> kSteps = {{
+    {"seize", false},             // after every thread is frozen
+    {"collect", false},           // after /proc and ptrace state is read
+    {"files", false},             // after the fd table is read
+    {"bootstrap", false},         // in the remote mmap that makes room for the parasite
+    {"remote-syscall", false},    // in the first remote syscall once the parasite is loaded
+    {"infect", false},            // after the parasite is mapped into the target
+    {"thread-command", false},    // while a non-leader thread runs a parasite command
+    {"parasite-state", false},    // after the parasite reported signal state
+    {"parasite-running", false},  // while the parasite splices the first batch of pages
+    {"memory", false},            // halfway through streaming memory
+    {"unmap", true},              // in the remote munmap that removes the parasite
+    {"cure", false},              // after the parasite is removed, before the target is released
+    {"checksum", false},          // after page data is checksummed
+    {"write-image", false},       // after the records are written, before the image is complete
+    {"commit", false},            // just before the image is made visible
+}};
 
 std::string_view armed;
+bool kill_mode = false;
+
+void hit(std::string_view step) {
+    if (armed.empty() || armed != step) return;
+    if (kill_mode) ::kill(::getpid(), SIGKILL);
+    fail("injected fault at dump step '{}'", step);
+}
 
 }  // namespace
 
-std::span<const std::string_view> dump_steps() { return kSteps; }
+std::span<const Step> dump_steps() { return kSteps; }
 
-void arm(std::string_view step) {
-    if (std::find(kSteps.begin(), kSteps.end(), step) == kSteps.end())
+void arm(std::string_view spec) {
+    std::string_view step = spec;
+    kill_mode = false;
+    if (spec.ends_with(":kill")) {
+        step = spec.substr(0, spec.size() - 5);
+        kill_mode = true;
+    }
+    auto it = std::find_if(kSteps.begin(), kSteps.end(), [&](const Step& s) { return s.name == step; });
+    if (it == kSteps.end())
         fail("unknown fault-injection step '{}' (see --list-fault-steps)", step);
-    armed = step;
+    if (it->kill_only && !kill_mode) fail("fault-injection step '{}' only exists as '{}:kill'", step, step);
+    armed = it->name;
 }
 
 void point(std::string_view step) {
-    if (!armed.empty() && armed == step) fail("injected fault at dump step '{}'", step);
+    interrupt::check();
+    hit(step);
+}
+
+void kill_point(std::string_view step) {
+    if (kill_mode) hit(step);
 }
 
 }  // namespace ckpt::fault

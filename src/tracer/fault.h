@@ -1,5 +1,7 @@
 // Fault injection for the dump: `ckpt dump --fault-inject STEP` makes the named step fail
-// as if the kernel had refused it, so tests can prove every error path rolls back.
+// as if the kernel had refused it, so tests can prove every error path rolls back;
+// `--fault-inject STEP:kill` makes ckpt SIGKILL itself there instead, to prove the target
+// survives a ckpt that dies without any chance to clean up.
 #pragma once
 
 #include <span>
@@ -8,13 +10,21 @@
 
 namespace ckpt::fault {
 
+struct Step {
+    std::string_view name;
+    bool kill_only;  // an error here could not be rolled back by ckpt anyway (only tested killed)
+};
+
 // Every step a dump passes through, in order.
-std::span<const std::string_view> dump_steps();
+std::span<const Step> dump_steps();
 
-// Arms injection for `step`; throws on an unknown step name.
-void arm(std::string_view step);
+// Arms injection for "STEP" or "STEP:kill"; throws on an unknown step name.
+void arm(std::string_view spec);
 
-// Called at each step; throws a ckpt::Error if this step is armed.
+// Called at each step; throws a ckpt::Error (or kills ckpt) if this step is armed. Also the
+// place where a dump notices that ckpt was asked to stop (SIGINT, SIGTERM, SIGHUP).
 void point(std::string_view step);
+// A step that only the kill mode may arm.
+void kill_point(std::string_view step);
 
 }  // namespace ckpt::fault

@@ -12,6 +12,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/interrupt.h"
 #include "common/log.h"
 #include "tracer/proc_parse.h"
 
@@ -234,7 +235,7 @@ std::vector<Vma> collect_vmas(pid_t pid) {
     return out;
 }
 
-std::vector<image::PageRun> dump_memory(pid_t pid, Parasite& parasite, RemoteSyscalls& thread,
+std::vector<image::PageRun> dump_memory(pid_t pid, Parasite& parasite,
                                         std::vector<Vma>& vmas, image::ImageWriter& out,
                                         MemoryStats& stats, const std::function<void()>& halfway) {
     std::vector<Span> spans = candidate_spans(pid, vmas);
@@ -258,6 +259,7 @@ std::vector<image::PageRun> dump_memory(pid_t pid, Parasite& parasite, RemoteSys
     bool half_reported = false;
     size_t i = 0;
     while (i < spans.size()) {
+        interrupt::check();
         if (!half_reported && done * 2 >= total && total > 0) {
             half_reported = true;
             halfway();
@@ -304,7 +306,7 @@ std::vector<image::PageRun> dump_memory(pid_t pid, Parasite& parasite, RemoteSys
             }
         }
         auto t0 = std::chrono::steady_clock::now();
-        long r = parasite.run(thread, parasite::kCmdDumpPages);
+        long r = parasite.run(parasite::kCmdDumpPages);
         auto t1 = std::chrono::steady_clock::now();
         parasite_s += std::chrono::duration<double>(t1 - t0).count();
         if (r < 0) fail("parasite could not dump pages of process {}: {}", pid, errno_text(static_cast<int>(-r)));

@@ -26,7 +26,7 @@ struct MemoryStats {
 // private-dirty pages; never-touched and all-zero pages and clean file pages are skipped).
 // `halfway` is called once, half through, for fault injection. Returns the runs, in order,
 // without checksums; updates vmas[i].stored_pages.
-std::vector<image::PageRun> dump_memory(pid_t pid, Parasite& parasite, RemoteSyscalls& thread,
+std::vector<image::PageRun> dump_memory(pid_t pid, Parasite& parasite,
                                         std::vector<image::Vma>& vmas, image::ImageWriter& out,
                                         MemoryStats& stats, const std::function<void()>& halfway);
 
