@@ -78,6 +78,7 @@ TESTS = {
     "threads_exited": {},
     "threads_ids": {},
     "threads_backtrace": {},
+    "threads_bigbuf": {"ready_timeout": 60},
 }
 
 DEFAULTS = {"prog": None, "args": [], "pty": False, "input": None, "wait_file": None, "ready_timeout": 10,

@@ -133,9 +133,13 @@ void FrozenProcess::release() {
         // The leader is reported only after every other thread: wait for it last.
         for (auto it = threads_.rbegin(); it != threads_.rend(); ++it) {
             auto& t = *it;
-            int st;
-            while (::waitpid(t.tid, &st, __WALL) == t.tid && !WIFEXITED(st) && !WIFSIGNALED(st))
+            for (;;) {
+                int st;
+                pid_t r = ::waitpid(t.tid, &st, __WALL);
+                if (r < 0 && errno == EINTR) continue;  // ckpt's own SIGINT etc.: keep going
+                if (r != t.tid || WIFEXITED(st) || WIFSIGNALED(st)) break;
                 ::ptrace(PTRACE_CONT, t.tid, nullptr, nullptr);
+            }
         }
         return;
     }
