@@ -9,6 +9,7 @@
  * ns-net, ns-uts, ns-ipc, ns-mnt, ns-cgroup, ns-user, ns-pid, ns-time (unshare; ns-pid
  * and ns-time change only the namespace of future children), tracer PID (ptrace-seizes
  * PID, a process that is not its child), droppable (MAP_DROPPABLE), sealed (mseal),
+ * uffd-range (a range registered with userfaultfd for missing pages),
  * personality (ADDR_NO_RANDOMIZE set after start: saved and restored, not refused).
  * Exit 2 with "SKIP: reason" if the machine cannot create the state.
  */
@@ -19,12 +20,14 @@
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <linux/userfaultfd.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
@@ -184,6 +187,25 @@ static void setup(const char *arg)
 				skip("mseal not supported by this kernel");
 			zt_fail("mseal: %s", strerror(errno));
 		}
+	} else if (!strcmp(kind, "uffd-range")) {
+		struct uffdio_api api = { .api = UFFD_API };
+		struct uffdio_register reg;
+		int uffd = (int)syscall(__NR_userfaultfd, O_CLOEXEC);
+		if (uffd < 0)
+			skip(strerror(errno));
+		if (ioctl(uffd, UFFDIO_API, &api) != 0)
+			zt_fail("UFFDIO_API: %s", strerror(errno));
+		region_len = 4 * 4096;
+		region = mmap(NULL, region_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (region == MAP_FAILED)
+			zt_fail("mmap: %s", strerror(errno));
+		memset(&reg, 0, sizeof(reg));
+		reg.range.start = (uintptr_t)region;
+		reg.range.len = region_len;
+		reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+		if (ioctl(uffd, UFFDIO_REGISTER, &reg) != 0)
+			zt_fail("UFFDIO_REGISTER: %s", strerror(errno));
+		/* never touched: a fault would wait for a handler that does not exist */
 	} else if (!strcmp(kind, "personality")) {
 		if (personality(ADDR_NO_RANDOMIZE) < 0)
 			zt_fail("personality: %s", strerror(errno));
