@@ -321,6 +321,7 @@ CASES = {
     "flock": hold_refused("flock", "flock lock on fd", "file locks are not supported"),
     "ofd-lock": hold_refused("ofd-lock", "OFD lock on fd", "file locks are not supported"),
     "seccomp": hold_refused("seccomp", "seccomp", "filter mode"),
+    "capabilities": hold_refused("capbset", "CapBnd", "capabilities are not supported"),
     "ns-net": ns_case("net", "net"),
     "ns-uts": ns_case("uts", "uts"),
     "ns-ipc": ns_case("ipc", "ipc"),

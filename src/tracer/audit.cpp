@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <array>
 #include <set>
 #include <string>
@@ -226,6 +227,7 @@ class Audit {
         timers();
         locks();
         seccomp();
+        capabilities();
         namespaces();
         fds();
         vmas();
@@ -347,6 +349,43 @@ class Audit {
         if (!found.empty())
             problems_.push_back(fmt::format("is confined by seccomp ({}): seccomp filters are not supported yet",
                                             join(found, "; ")));
+    }
+
+    // Restore runs as ckpt does and only sets uids and gids, so the capability sets come out
+    // as the kernel derives them from ckpt's own on setresuid()/setfsuid(). A target that
+    // dropped capabilities would get them back: refused, as for seccomp.
+    void capabilities() {
+        static constexpr std::string_view kSets[] = {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"};
+        std::string self = read_file("/proc/self/status");
+        auto cap = [](std::string_view text, std::string_view key) {
+            return std::strtoull(std::string(status_value(text, key)).c_str(), nullptr, 16);
+        };
+        // CAP_FS_MASK: what setfsuid() to a non-zero fsuid takes out of the effective set.
+        constexpr uint64_t kFsMask = 0x1fULL | (1ULL << 9) | (1ULL << 27) | (1ULL << 32);
+        std::vector<std::string> found;
+        for (pid_t tid : tids_) {
+            auto st = read_optional(fmt::format("/proc/{}/task/{}/status", pid_, tid));
+            if (st.empty()) continue;
+            const proc::Status status = proc::parse_status(st);
+            const uint32_t* uids = status.uid;  // real, effective, saved, fs
+            bool some_root = uids[0] == 0 || uids[1] == 0 || uids[2] == 0;
+            uint64_t want[5] = {cap(self, "CapInh"), some_root ? cap(self, "CapPrm") : 0,
+                                uids[1] == 0 ? cap(self, "CapEff") : 0, cap(self, "CapBnd"),
+                                some_root ? cap(self, "CapAmb") : 0};
+            if (uids[1] == 0 && uids[3] != 0) want[2] &= ~kFsMask;
+            for (size_t i = 0; i < 5; ++i) {
+                uint64_t have = cap(st, kSets[i]);
+                if (have != want[i]) {
+                    found.push_back(fmt::format("thread {}: {} {:016x}, restore would give {:016x}", tid, kSets[i],
+                                                have, want[i]));
+                    break;
+                }
+            }
+        }
+        if (!found.empty())
+            problems_.push_back(fmt::format(
+                "has capability sets restore would not give it back ({}): capabilities are not supported yet",
+                join(found, "; ")));
     }
 
     // Restore recreates the process in ckpt's own namespaces, so any other one would be

@@ -9,7 +9,7 @@
  * ns-net, ns-uts, ns-ipc, ns-mnt, ns-cgroup, ns-user, ns-pid, ns-time (unshare; ns-pid
  * and ns-time change only the namespace of future children), tracer PID (ptrace-seizes
  * PID, a process that is not its child), droppable (MAP_DROPPABLE), sealed (mseal),
- * uffd-range (a range registered with userfaultfd for missing pages),
+ * capbset (CAP_SYS_BOOT dropped from the bounding set), uffd-range (a range registered with userfaultfd for missing pages),
  * personality (ADDR_NO_RANDOMIZE set after start: saved and restored, not refused).
  * Exit 2 with "SKIP: reason" if the machine cannot create the state.
  */
@@ -187,6 +187,9 @@ static void setup(const char *arg)
 				skip("mseal not supported by this kernel");
 			zt_fail("mseal: %s", strerror(errno));
 		}
+	} else if (!strcmp(kind, "capbset")) {
+		if (prctl(PR_CAPBSET_DROP, 22 /* CAP_SYS_BOOT */, 0, 0, 0) != 0)
+			zt_fail("PR_CAPBSET_DROP: %s", strerror(errno));
 	} else if (!strcmp(kind, "uffd-range")) {
 		struct uffdio_api api = { .api = UFFD_API };
 		struct uffdio_register reg;
@@ -287,6 +290,9 @@ static void check(void)
 			if (munmap(region, region_len) == 0)
 				zt_fail("the region is no longer sealed (munmap worked)");
 		}
+	} else if (!strcmp(kind, "capbset")) {
+		if (prctl(PR_CAPBSET_READ, 22, 0, 0, 0) != 0)
+			zt_fail("CAP_SYS_BOOT is back in the bounding set");
 	} else if (!strcmp(kind, "personality")) {
 		if (personality(0xffffffff) != ADDR_NO_RANDOMIZE)
 			zt_fail("personality is now %#x", personality(0xffffffff));
