@@ -24,6 +24,7 @@ Exit code: 0 pass, 1 fail, 77 skipped (the machine cannot create the state).
 import argparse
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -229,6 +230,19 @@ def case_ptrace_tracer(ctx):
     ctx.finish(tracee)
 
 
+def case_exe_deleted(ctx):
+    bindir = os.path.join(ctx.tmp, "bin")
+    os.mkdir(bindir)
+    shutil.copy2(os.path.join(ctx.args.bindir, "zt_hold"), bindir)
+    prog = ztlib.Program("hold", bindir, ctx.work, ["none"])
+    ctx.progs.append(prog)
+    prog.wait_ready(ctx.deadline.timeout(15))
+    os.unlink(prog.path)
+    ctx.step("started a copy of zt_hold, pid %d, and deleted the copy" % prog.pid)
+    ctx.refused(prog, ["runs an executable that was deleted"])
+    ctx.finish(prog)
+
+
 def ns_case(ns, shown):
     return hold_refused("ns-" + ns, "namespaces are not supported", shown + " is ")
 
@@ -322,6 +336,9 @@ CASES = {
     "ofd-lock": hold_refused("ofd-lock", "OFD lock on fd", "file locks are not supported"),
     "seccomp": hold_refused("seccomp", "seccomp", "filter mode"),
     "capabilities": hold_refused("capbset", "CapBnd", "capabilities are not supported"),
+    "exe-deleted": case_exe_deleted,
+    "cwd-deleted": hold_refused("cwd-deleted", "has a working directory that was deleted"),
+    "chroot": hold_refused("chroot", "has a changed root directory"),
     "ns-net": ns_case("net", "net"),
     "ns-uts": ns_case("uts", "uts"),
     "ns-ipc": ns_case("ipc", "ipc"),

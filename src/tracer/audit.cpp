@@ -229,6 +229,7 @@ class Audit {
         seccomp();
         capabilities();
         namespaces();
+        paths();
         fds();
         vmas();
         if (problems_.empty()) return;
@@ -424,6 +425,21 @@ class Audit {
         if (!found.empty())
             problems_.push_back(fmt::format("is in other namespaces than ckpt ({}): namespaces are not supported yet",
                                             join(found, ", ")));
+    }
+
+    // Restore reopens the executable and changes into cwd by path, and runs in ckpt's root:
+    // a process whose executable or cwd was deleted, or that chrooted, cannot come back.
+    void paths() {
+        std::string exe = read_link(fmt::format("/proc/{}/exe", pid_));
+        std::string cwd = read_link(fmt::format("/proc/{}/cwd", pid_));
+        std::string root = read_link(fmt::format("/proc/{}/root", pid_));
+        constexpr std::string_view kDeleted = " (deleted)";
+        if (exe.ends_with(kDeleted))
+            problems_.push_back(fmt::format("runs an executable that was deleted ({}): not supported yet", exe));
+        if (cwd.ends_with(kDeleted))
+            problems_.push_back(fmt::format("has a working directory that was deleted ({}): not supported yet", cwd));
+        if (root != "/")
+            problems_.push_back(fmt::format("has a changed root directory ({}, chroot): not supported yet", root));
     }
 
     void fds() {

@@ -9,7 +9,8 @@
  * ns-net, ns-uts, ns-ipc, ns-mnt, ns-cgroup, ns-user, ns-pid, ns-time (unshare; ns-pid
  * and ns-time change only the namespace of future children), tracer PID (ptrace-seizes
  * PID, a process that is not its child), droppable (MAP_DROPPABLE), sealed (mseal),
- * capbset (CAP_SYS_BOOT dropped from the bounding set), uffd-range (a range registered with userfaultfd for missing pages),
+ * none (nothing: for a deleted executable), cwd-deleted (cwd removed), chroot (into a
+ * subdirectory of the work directory), capbset (CAP_SYS_BOOT dropped from the bounding set), uffd-range (a range registered with userfaultfd for missing pages),
  * personality (ADDR_NO_RANDOMIZE set after start: saved and restored, not refused).
  * Exit 2 with "SKIP: reason" if the machine cannot create the state.
  */
@@ -56,6 +57,7 @@ static pid_t tracee = -1;
 static char *region;
 static size_t region_len;
 static char ns_path[64], ns_before[64];
+static struct stat dir_before;
 
 __attribute__((noreturn)) static void skip(const char *why)
 {
@@ -187,6 +189,16 @@ static void setup(const char *arg)
 				skip("mseal not supported by this kernel");
 			zt_fail("mseal: %s", strerror(errno));
 		}
+	} else if (!strcmp(kind, "none")) {
+	} else if (!strcmp(kind, "cwd-deleted") || !strcmp(kind, "chroot")) {
+		if (mkdir("zt-dir", 0700) != 0 || stat("zt-dir", &dir_before) != 0)
+			zt_fail("mkdir zt-dir: %s", strerror(errno));
+		if (!strcmp(kind, "chroot")) {
+			if (chroot("zt-dir") != 0 || chdir("/") != 0)
+				zt_fail("chroot: %s", strerror(errno));
+		} else if (chdir("zt-dir") != 0 || rmdir("../zt-dir") != 0) {
+			zt_fail("chdir/rmdir: %s", strerror(errno));
+		}
 	} else if (!strcmp(kind, "capbset")) {
 		if (prctl(PR_CAPBSET_DROP, 22 /* CAP_SYS_BOOT */, 0, 0, 0) != 0)
 			zt_fail("PR_CAPBSET_DROP: %s", strerror(errno));
@@ -290,6 +302,12 @@ static void check(void)
 			if (munmap(region, region_len) == 0)
 				zt_fail("the region is no longer sealed (munmap worked)");
 		}
+	} else if (!strcmp(kind, "cwd-deleted") || !strcmp(kind, "chroot")) {
+		struct stat st;
+		if (stat(!strcmp(kind, "chroot") ? "/" : ".", &st) != 0)
+			zt_fail("stat: %s", strerror(errno));
+		if (st.st_dev != dir_before.st_dev || st.st_ino != dir_before.st_ino)
+			zt_fail("the %s directory changed", !strcmp(kind, "chroot") ? "root" : "working");
 	} else if (!strcmp(kind, "capbset")) {
 		if (prctl(PR_CAPBSET_READ, 22, 0, 0, 0) != 0)
 			zt_fail("CAP_SYS_BOOT is back in the bounding set");
