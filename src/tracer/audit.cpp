@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <array>
 #include <set>
 #include <string>
 #include <vector>
@@ -309,9 +308,10 @@ class Audit {
         for (int fd : list_numbers(fmt::format("/proc/{}/fdinfo", pid_))) {
             std::string info = read_optional(fmt::format("/proc/{}/fdinfo/{}", pid_, fd));
             size_t pos = 0;
-            while ((pos = info.find("lock:", pos)) != std::string::npos) {
+            while ((pos = info.find("\nlock:", pos)) != std::string::npos) {
+                pos += 6;
                 size_t end = info.find('\n', pos);
-                auto f = lock_fields(std::string_view(info).substr(pos + 5, end - pos - 5));
+                auto f = lock_fields(std::string_view(info).substr(pos, end == std::string::npos ? end : end - pos));
                 pos = end == std::string::npos ? info.size() : end;
                 if (f.size() < 6 || f[1] == "->") continue;  // a waiter, not a holder
                 seen_ids.insert(f[5] + " " + f[1]);
