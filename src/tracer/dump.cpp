@@ -21,6 +21,7 @@
 #include "common/interrupt.h"
 #include "common/log.h"
 #include "image/writer.h"
+#include "tracer/audit.h"
 #include "tracer/backtrace.h"
 #include "tracer/fault.h"
 #include "tracer/files_dump.h"
@@ -159,6 +160,7 @@ image::Thread collect_thread(pid_t pid, const FrozenThread& ft) {
 void dump(const DumpOptions& opts) {
     auto t_start = Clock::now();
     FrozenProcess frozen(opts.pid);
+    audit(frozen);  // refuse state ckpt cannot save before anything is written or injected
     auto t_frozen = Clock::now();
     double frozen_ms = 0, memory_ms = 0, checksum_ms = 0;
     fault::point("seize");

@@ -6,7 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
+#include <sys/statfs.h>
 #include <xxhash.h>
 
 #include <algorithm>
@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "common/fd.h"
 #include "common/fs.h"
+#include "tracer/audit.h"
 #include "tracer/proc_parse.h"
 
 namespace ckpt::tracer {
@@ -22,11 +23,6 @@ namespace ckpt::tracer {
 namespace {
 
 constexpr std::string_view kDeleted = " (deleted)";
-
-bool is_tty_major(unsigned major) {
-    // 4: tty/console, 5: /dev/tty,/dev/ptmx, 136-143: pty slaves
-    return major == 4 || major == 5 || (major >= 136 && major <= 143);
-}
 
 std::vector<int> list_fds(pid_t pid) {
     std::string dir = fmt::format("/proc/{}/fd", pid);
@@ -108,31 +104,17 @@ std::vector<image::Fd> dump_files(pid_t pid, image::ImageWriter& out) {
         rec.rdev = st.st_rdev;
         rec.size = static_cast<uint64_t>(st.st_size);
 
-        auto unsupported = [&](const char* what) {
-            fail("process {} fd {} ({}): {} not supported yet", pid, fd, rec.path, what);
-        };
-        if (rec.path.starts_with("anon_inode:")) {
-            unsupported("this kind of descriptor is");
-        } else if (S_ISREG(st.st_mode)) {
-            if (rec.path.starts_with("/memfd:")) unsupported("memfd is");
-            if (st.st_nlink == 0) {
-                rec.kind = image::FdKind::Unlinked;
-                if (rec.path.ends_with(kDeleted)) rec.path.resize(rec.path.size() - kDeleted.size());
-                save_unlinked_content(pid, rec, out);
-            } else {
-                rec.kind = image::FdKind::Regular;
-            }
-        } else if (S_ISDIR(st.st_mode)) {
-            rec.kind = image::FdKind::Directory;
-        } else if (S_ISCHR(st.st_mode)) {
-            rec.kind = is_tty_major(major(st.st_rdev)) ? image::FdKind::Tty : image::FdKind::CharDev;
-            if (rec.path.ends_with(kDeleted)) unsupported("a deleted device node is");
-        } else if (S_ISFIFO(st.st_mode)) {
-            unsupported("a pipe or FIFO is");
-        } else if (S_ISSOCK(st.st_mode)) {
-            unsupported("a socket is");
-        } else {
-            unsupported("this file type is");
+        struct statfs sfs;
+        if (::statfs(link.c_str(), &sfs) != 0) fail_errno("process {} fd {}: cannot statfs {}", pid, fd, rec.path);
+        // One list of kinds for the audit and for saving: the audit has refused the dump
+        // before this point for anything without `saved_as`.
+        const FdKindInfo* kind = classify_fd(rec.path, st, static_cast<int64_t>(sfs.f_type));
+        if (!kind) fail("process {} fd {} ({}): a descriptor kind ckpt does not know", pid, fd, rec.path);
+        if (!kind->saved_as) fail("process {} fd {} ({}): {}: {}", pid, fd, rec.path, kind->name, kind->why);
+        rec.kind = *kind->saved_as;
+        if (rec.kind == image::FdKind::Unlinked) {
+            if (rec.path.ends_with(kDeleted)) rec.path.resize(rec.path.size() - kDeleted.size());
+            save_unlinked_content(pid, rec, out);
         }
         result.push_back(std::move(rec));
     }

@@ -1,0 +1,533 @@
+#include "tracer/audit.h"
+
+#include <dirent.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "tracer/proc_parse.h"
+
+namespace ckpt::tracer {
+
+namespace {
+
+using image::FdKind;
+
+constexpr std::string_view kNotYet = "not supported yet";
+
+// The table of descriptor kinds. Saved kinds first; the anon_inode entries are matched on
+// their link text (the names the kernel passes to anon_inode_getfile() and friends), the
+// others by file type and filesystem in classify_fd().
+constexpr FdKindInfo kFdKinds[] = {
+    {"regular file", "/path", FdKind::Regular, ""},
+    {"unlinked file", "/path (deleted)", FdKind::Unlinked, ""},
+    {"directory", "/path", FdKind::Directory, ""},
+    {"memory device", "/dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom", FdKind::CharDev, ""},
+    {"terminal", "/dev/pts/N, /dev/ttyN, /dev/tty, /dev/console", FdKind::Tty, ""},
+
+    {"pseudo-terminal master", "/dev/ptmx", std::nullopt,
+     "the terminal pair would be lost (reopening /dev/ptmx makes a new one); not supported yet"},
+    {"character device", "/dev/... (other character devices)", std::nullopt,
+     "its driver keeps per-open state ckpt cannot save; not supported yet"},
+    {"deleted device node", "/dev/... (deleted)", std::nullopt, kNotYet},
+    {"block device", "/dev/...", std::nullopt, kNotYet},
+    {"socket", "socket:[N]", std::nullopt, kNotYet},
+    {"pipe", "pipe:[N]", std::nullopt, kNotYet},
+    {"FIFO", "/path (a named pipe)", std::nullopt, kNotYet},
+    {"memfd", "/memfd:NAME (deleted)", std::nullopt, kNotYet},
+    {"memfd_secret", "/secretmem (deleted)", std::nullopt,
+     "its memory cannot be read from outside; not supported yet"},
+    {"POSIX message queue", "/NAME (on the mqueue filesystem)", std::nullopt, kNotYet},
+    {"namespace descriptor", "net:[N], mnt:[N], ... (nsfs)", std::nullopt, kNotYet},
+    {"DMA buffer", "/dmabuf:NAME", std::nullopt, kNotYet},
+    {"O_PATH descriptor of a symbolic link", "/path", std::nullopt, kNotYet},
+
+    {"eventfd", "anon_inode:[eventfd]", std::nullopt, kNotYet},
+    {"epoll", "anon_inode:[eventpoll]", std::nullopt, kNotYet},
+    {"signalfd", "anon_inode:[signalfd]", std::nullopt, kNotYet},
+    {"timerfd", "anon_inode:[timerfd]", std::nullopt, kNotYet},
+    {"inotify", "anon_inode:inotify", std::nullopt, kNotYet},
+    {"fanotify", "anon_inode:[fanotify]", std::nullopt, kNotYet},
+    {"io_uring", "anon_inode:[io_uring]", std::nullopt, kNotYet},
+    {"userfaultfd", "anon_inode:[userfaultfd]", std::nullopt, kNotYet},
+    {"pidfd", "anon_inode:[pidfd]", std::nullopt, kNotYet},
+    {"perf_event", "anon_inode:[perf_event]", std::nullopt, kNotYet},
+    {"BPF map", "anon_inode:bpf-map", std::nullopt, kNotYet},
+    {"BPF program", "anon_inode:bpf-prog", std::nullopt, kNotYet},
+    {"BPF link", "anon_inode:bpf_link", std::nullopt, kNotYet},
+    {"BPF iterator", "anon_inode:bpf_iter", std::nullopt, kNotYet},
+    {"BPF token", "anon_inode:[bpf_token]", std::nullopt, kNotYet},
+    {"seccomp notifier", "anon_inode:seccomp notify", std::nullopt, kNotYet},
+    {"mount context", "anon_inode:[fscontext]", std::nullopt, kNotYet},
+    {"Landlock ruleset", "anon_inode:[landlock-ruleset]", std::nullopt, kNotYet},
+    {"sync_file", "anon_inode:sync_file", std::nullopt, kNotYet},
+    {"VFIO device", "anon_inode:[vfio-device]", std::nullopt, kNotYet},
+    {"iommufd", "anon_inode:[iommufd]", std::nullopt, kNotYet},
+    {"KVM VM", "anon_inode:kvm-vm", std::nullopt, kNotYet},
+    {"KVM vCPU", "anon_inode:kvm-vcpu:N", std::nullopt, kNotYet},
+    {"KVM device", "anon_inode:kvm-DEVICE", std::nullopt, kNotYet},
+    {"KVM guest memfd", "anon_inode:[kvm-gmem]", std::nullopt, kNotYet},
+};
+
+// Filesystem magics (linux/magic.h) the classification needs.
+constexpr int64_t kMqueueMagic = 0x19800202;
+constexpr int64_t kSecretmemMagic = 0x5345434d;
+constexpr int64_t kNsfsMagic = 0x6e736673;
+constexpr int64_t kDmaBufMagic = 0x444d4142;
+constexpr int64_t kPidfsMagic = 0x50494446;
+
+const FdKindInfo* by_name(std::string_view name) {
+    for (const auto& k : kFdKinds)
+        if (k.name == name) return &k;
+    return nullptr;  // not reached: every name used below is in the table
+}
+
+const FdKindInfo* anon_kind(std::string_view link) {
+    for (const auto& k : kFdKinds) {
+        if (!k.form.starts_with("anon_inode:")) continue;
+        if (k.form == link) return &k;
+    }
+    // KVM names carry a number or the device type.
+    if (link.starts_with("anon_inode:kvm-vcpu:")) return by_name("KVM vCPU");
+    if (link.starts_with("anon_inode:kvm-")) return by_name("KVM device");
+    return nullptr;
+}
+
+bool is_tty_major(unsigned major) {
+    // 4: tty/console, 5: /dev/tty,/dev/console (5:2 is /dev/ptmx), 136-143: pty slaves
+    return major == 4 || major == 5 || (major >= 136 && major <= 143);
+}
+
+// Memory devices without per-open state: reopening them gives the same thing.
+bool is_stateless_mem_device(dev_t rdev) {
+    if (major(rdev) != 1) return false;
+    switch (minor(rdev)) {
+        case 3:  // null
+        case 5:  // zero
+        case 7:  // full
+        case 8:  // random
+        case 9:  // urandom
+            return true;
+        default:
+            return false;  // mem, kmem, port, kmsg (a read position per open)
+    }
+}
+
+constexpr VmFlagInfo kVmFlags[] = {
+    {"rd", VmFlagUse::Mapped, "readable"},
+    {"wr", VmFlagUse::Mapped, "writable"},
+    {"ex", VmFlagUse::Mapped, "executable"},
+    {"sh", VmFlagUse::Mapped, "shared"},
+    {"mr", VmFlagUse::Mapped, "may read"},
+    {"mw", VmFlagUse::Mapped, "may write"},
+    {"me", VmFlagUse::Mapped, "may execute"},
+    {"ms", VmFlagUse::Mapped, "may share"},
+    {"ac", VmFlagUse::Mapped, "accountable (private writable memory)"},
+    {"gd", VmFlagUse::Saved, "grows down (stack)"},
+    {"lo", VmFlagUse::Saved, "locked (mlock)"},
+    {"dc", VmFlagUse::Saved, "not copied on fork (MADV_DONTFORK)"},
+    {"wf", VmFlagUse::Saved, "wiped on fork (MADV_WIPEONFORK)"},
+    {"dd", VmFlagUse::Saved, "not in core dumps (MADV_DONTDUMP)"},
+    {"hg", VmFlagUse::Saved, "huge pages advised (MADV_HUGEPAGE)"},
+    {"nh", VmFlagUse::Saved, "no huge pages (MADV_NOHUGEPAGE)"},
+    {"nr", VmFlagUse::Pending, "swap space not reserved (MAP_NORESERVE)"},
+    {"de", VmFlagUse::Pending, "not expandable by mremap"},
+    {"mg", VmFlagUse::Pending, "mergeable by KSM (MADV_MERGEABLE)"},
+    {"sr", VmFlagUse::Pending, "sequential read advised (MADV_SEQUENTIAL)"},
+    {"rr", VmFlagUse::Pending, "random read advised (MADV_RANDOM)"},
+    {"sd", VmFlagUse::Ignored, "soft-dirty (change tracking; a restored process starts afresh)"},
+    {"lf", VmFlagUse::Refused, "locked on fault (mlock2 MLOCK_ONFAULT)"},
+    {"pf", VmFlagUse::Refused, "page-frame mapping of device memory (VM_PFNMAP)"},
+    {"io", VmFlagUse::Refused, "memory-mapped I/O (VM_IO)"},
+    {"mm", VmFlagUse::Refused, "driver mixed mapping (VM_MIXEDMAP)"},
+    {"ar", VmFlagUse::Refused, "architecture-specific (x86: PAT memory type)"},
+    {"ht", VmFlagUse::Refused, "hugetlb pages"},
+    {"sf", VmFlagUse::Refused, "synchronous page faults (MAP_SYNC on DAX)"},
+    {"um", VmFlagUse::Refused, "userfaultfd missing-page tracking"},
+    {"uw", VmFlagUse::Refused, "userfaultfd write-protect tracking"},
+    {"ui", VmFlagUse::Refused, "userfaultfd minor-fault tracking"},
+    {"ss", VmFlagUse::Refused, "shadow stack"},
+    {"dp", VmFlagUse::Refused, "droppable (MAP_DROPPABLE)"},
+    {"sl", VmFlagUse::Refused, "sealed (mseal)"},
+    {"bt", VmFlagUse::Refused, "arm64 branch target identification"},
+    {"mt", VmFlagUse::Refused, "arm64 memory tagging"},
+};
+
+// Mappings the kernel makes itself: recreated by the kernel or left alone by restore, so
+// their flags (vvar is "pf io") say nothing about the program.
+bool is_kernel_mapping(std::string_view path) {
+    return path == "[vdso]" || path == "[vvar]" || path == "[vvar_vclock]" || path == "[vsyscall]";
+}
+
+std::vector<int> list_numbers(const std::string& dir) {
+    std::vector<int> out;
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) return out;  // the caller knows whether a missing directory matters
+    while (dirent* e = ::readdir(d)) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+        out.push_back(std::atoi(e->d_name));
+    }
+    ::closedir(d);
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+// A /proc file of another process, or "" if it is gone (it may exit while we look).
+std::string read_optional(const std::string& path) {
+    try {
+        return read_file(path);
+    } catch (const Error&) {
+        return {};
+    }
+}
+
+// The value of "Key:" in a status file, or "" without one.
+std::string_view status_value(std::string_view text, std::string_view key) {
+    size_t pos = 0;
+    while (pos < text.size()) {
+        size_t end = text.find('\n', pos);
+        if (end == std::string_view::npos) end = text.size();
+        std::string_view line = text.substr(pos, end - pos);
+        if (line.size() > key.size() && line.starts_with(key) && line[key.size()] == ':') {
+            line.remove_prefix(key.size() + 1);
+            while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+            return line;
+        }
+        pos = end + 1;
+    }
+    return {};
+}
+
+std::string join(const std::vector<std::string>& parts, std::string_view sep) {
+    std::string out;
+    for (size_t i = 0; i < parts.size(); ++i) {
+        if (i) out += sep;
+        out += parts[i];
+    }
+    return out;
+}
+
+class Audit {
+  public:
+    explicit Audit(const FrozenProcess& frozen) : pid_(frozen.pid()) {
+        for (const auto& t : frozen.threads()) tids_.insert(t.tid);
+    }
+
+    void run() {
+        scan_tasks();
+        timers();
+        locks();
+        seccomp();
+        capabilities();
+        namespaces();
+        paths();
+        fds();
+        vmas();
+        if (problems_.empty()) return;
+        fail("process {} {}", pid_, join(problems_, "; and "));
+    }
+
+  private:
+    // Children (zombies too) and tracees, found among every task of the system.
+    void scan_tasks() {
+        std::vector<std::string> children, tracees;
+        for (int p : list_numbers("/proc")) {
+            std::string stat = read_optional(fmt::format("/proc/{}/stat", p));
+            if (stat.empty()) continue;
+            auto close = stat.rfind(')');
+            if (close == std::string::npos) continue;
+            // ") S PPID ..."
+            int ppid = std::atoi(stat.c_str() + close + 4);
+            if (ppid == pid_) children.push_back(std::to_string(p));
+            for (int t : list_numbers(fmt::format("/proc/{}/task", p))) {
+                auto st = read_optional(fmt::format("/proc/{}/task/{}/status", p, t));
+                int tracer = std::atoi(std::string(status_value(st, "TracerPid")).c_str());
+                if (tracer != 0 && tids_.count(tracer))
+                    tracees.push_back(t == p ? fmt::format("process {}", p)
+                                             : fmt::format("thread {} of process {}", t, p));
+            }
+        }
+        if (!children.empty())
+            problems_.push_back(fmt::format("has children (pid {}): process trees are not supported yet",
+                                            join(children, ", ")));
+        if (!tracees.empty())
+            problems_.push_back(fmt::format("traces {} with ptrace: ptrace relations are not supported yet",
+                                            join(tracees, ", ")));
+    }
+
+    void timers() {
+        std::string text = read_file(fmt::format("/proc/{}/timers", pid_));
+        std::vector<std::string> ids;
+        size_t pos = 0;
+        while ((pos = text.find("ID: ", pos)) != std::string::npos) {
+            pos += 4;
+            ids.push_back(text.substr(pos, text.find('\n', pos) - pos));
+        }
+        if (!ids.empty())
+            problems_.push_back(fmt::format("has POSIX timers (timer_create, id {}): timers are not supported yet",
+                                            join(ids, ", ")));
+    }
+
+    static std::string lock_kind(std::string_view type) {
+        if (type == "POSIX") return "POSIX record lock";
+        if (type == "FLOCK") return "flock lock";
+        if (type == "OFDLCK") return "OFD lock";
+        if (type == "LEASE") return "lease";
+        if (type == "DELEG") return "delegation";
+        return std::string(type) + " lock";
+    }
+
+    // A line of /proc/locks or after "lock:" in fdinfo: "1: POSIX  ADVISORY  WRITE 1234 ...".
+    static std::vector<std::string> lock_fields(std::string_view line) {
+        std::vector<std::string> f;
+        size_t i = 0;
+        while (i < line.size()) {
+            while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+            size_t j = i;
+            while (j < line.size() && line[j] != ' ' && line[j] != '\t') ++j;
+            if (j > i) f.emplace_back(line.substr(i, j - i));
+            i = j;
+        }
+        return f;
+    }
+
+    // fdinfo shows the locks held through each descriptor (POSIX locks of this process,
+    // flock and OFD locks of this open file); /proc/locks adds locks still held through
+    // a mapping whose descriptor was closed.
+    void locks() {
+        std::vector<std::string> found;
+        std::set<std::string> seen_ids;  // "major:minor:inode type" already reported
+        for (int fd : list_numbers(fmt::format("/proc/{}/fdinfo", pid_))) {
+            std::string info = read_optional(fmt::format("/proc/{}/fdinfo/{}", pid_, fd));
+            size_t pos = 0;
+            while ((pos = info.find("\nlock:", pos)) != std::string::npos) {
+                pos += 6;
+                size_t end = info.find('\n', pos);
+                auto f = lock_fields(std::string_view(info).substr(pos, end == std::string::npos ? end : end - pos));
+                pos = end == std::string::npos ? info.size() : end;
+                if (f.size() < 6 || f[1] == "->") continue;  // a waiter, not a holder
+                seen_ids.insert(f[5] + " " + f[1]);
+                found.push_back(fmt::format("{} on fd {}", lock_kind(f[1]), fd));
+            }
+        }
+        std::string all = read_optional("/proc/locks");
+        size_t pos = 0;
+        while (pos < all.size()) {
+            size_t end = all.find('\n', pos);
+            if (end == std::string::npos) end = all.size();
+            auto f = lock_fields(std::string_view(all).substr(pos, end - pos));
+            pos = end + 1;
+            if (f.size() < 6 || f[1] == "->") continue;
+            if (std::atoi(f[4].c_str()) != pid_ || seen_ids.count(f[5] + " " + f[1])) continue;
+            found.push_back(fmt::format("{} on inode {}", lock_kind(f[1]), f[5]));
+        }
+        if (!found.empty())
+            problems_.push_back(fmt::format("holds file locks ({}): file locks are not supported yet",
+                                            join(found, ", ")));
+    }
+
+    // Seccomp is per thread. Dropping a filter would lift a security policy, so this is
+    // refused even though PTRACE_O_SUSPEND_SECCOMP lets the dump itself work.
+    void seccomp() {
+        std::vector<std::string> found;
+        for (pid_t tid : tids_) {
+            auto st = read_optional(fmt::format("/proc/{}/task/{}/status", pid_, tid));
+            std::string_view mode = status_value(st, "Seccomp");
+            if (mode.empty() || mode == "0") continue;
+            std::string what = mode == "1" ? "strict mode" : "filter mode";
+            std::string_view n = status_value(st, "Seccomp_filters");
+            if (mode == "2" && !n.empty()) what += fmt::format(", {} filters", n);
+            found.push_back(fmt::format("thread {}: {}", tid, what));
+        }
+        if (!found.empty())
+            problems_.push_back(fmt::format("is confined by seccomp ({}): seccomp filters are not supported yet",
+                                            join(found, "; ")));
+    }
+
+    // Restore runs as ckpt does and only sets uids and gids, so the capability sets come out
+    // as the kernel derives them from ckpt's own on setresuid()/setfsuid(). A target that
+    // dropped capabilities would get them back: refused, as for seccomp.
+    void capabilities() {
+        static constexpr std::string_view kSets[] = {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"};
+        std::string self = read_file("/proc/self/status");
+        auto cap = [](std::string_view text, std::string_view key) {
+            return std::strtoull(std::string(status_value(text, key)).c_str(), nullptr, 16);
+        };
+        // CAP_FS_MASK: what setfsuid() to a non-zero fsuid takes out of the effective set.
+        constexpr uint64_t kFsMask = 0x1fULL | (1ULL << 9) | (1ULL << 27) | (1ULL << 32);
+        std::vector<std::string> found;
+        for (pid_t tid : tids_) {
+            auto st = read_optional(fmt::format("/proc/{}/task/{}/status", pid_, tid));
+            if (st.empty()) continue;
+            const proc::Status status = proc::parse_status(st);
+            const uint32_t* uids = status.uid;  // real, effective, saved, fs
+            bool some_root = uids[0] == 0 || uids[1] == 0 || uids[2] == 0;
+            uint64_t want[5] = {cap(self, "CapInh"), some_root ? cap(self, "CapPrm") : 0,
+                                uids[1] == 0 ? cap(self, "CapEff") : 0, cap(self, "CapBnd"),
+                                some_root ? cap(self, "CapAmb") : 0};
+            if (uids[1] == 0 && uids[3] != 0) want[2] &= ~kFsMask;
+            for (size_t i = 0; i < 5; ++i) {
+                uint64_t have = cap(st, kSets[i]);
+                if (have != want[i]) {
+                    found.push_back(fmt::format("thread {}: {} {:016x}, restore would give {:016x}", tid, kSets[i],
+                                                have, want[i]));
+                    break;
+                }
+            }
+        }
+        if (!found.empty())
+            problems_.push_back(fmt::format(
+                "has capability sets restore would not give it back ({}): capabilities are not supported yet",
+                join(found, "; ")));
+    }
+
+    // Restore recreates the process in ckpt's own namespaces, so any other one would be
+    // silently replaced. cgroup membership is not a namespace and is not checked here.
+    void namespaces() {
+        static constexpr std::string_view kNames[] = {"net", "uts", "ipc", "pid", "pid_for_children", "mnt",
+                                                      "time", "time_for_children", "user", "cgroup"};
+        std::vector<std::string> found;
+        for (auto name : kNames) {
+            std::string mine;
+            try {
+                mine = read_link(fmt::format("/proc/self/ns/{}", name));
+            } catch (const Error&) {
+                continue;  // not in this kernel
+            }
+            for (pid_t tid : tids_) {
+                std::string theirs;
+                std::string path = fmt::format("/proc/{}/task/{}/ns/{}", pid_, tid, name);
+                char buf[256];
+                ssize_t n = ::readlink(path.c_str(), buf, sizeof buf);
+                if (n > 0) {
+                    theirs.assign(buf, static_cast<size_t>(n));
+                } else if (errno == ENOENT && name.ends_with("_for_children")) {
+                    // unshare(CLONE_NEWPID) made a namespace that has no process yet
+                    theirs = "a new namespace without processes";
+                } else {
+                    fail_errno("cannot read {}", path);
+                }
+                if (theirs == mine) continue;
+                found.push_back(tid == pid_ ? fmt::format("{} is {}, ckpt's is {}", name, theirs, mine)
+                                            : fmt::format("{} of thread {} is {}, ckpt's is {}", name, tid, theirs,
+                                                          mine));
+                break;
+            }
+        }
+        if (!found.empty())
+            problems_.push_back(fmt::format("is in other namespaces than ckpt ({}): namespaces are not supported yet",
+                                            join(found, ", ")));
+    }
+
+    // Restore reopens the executable and changes into cwd by path, and runs in ckpt's root:
+    // a process whose executable or cwd was deleted, or that chrooted, cannot come back.
+    void paths() {
+        std::string exe = read_link(fmt::format("/proc/{}/exe", pid_));
+        std::string cwd = read_link(fmt::format("/proc/{}/cwd", pid_));
+        std::string root = read_link(fmt::format("/proc/{}/root", pid_));
+        constexpr std::string_view kDeleted = " (deleted)";
+        if (exe.ends_with(kDeleted))
+            problems_.push_back(fmt::format("runs an executable that was deleted ({}): not supported yet", exe));
+        if (cwd.ends_with(kDeleted))
+            problems_.push_back(fmt::format("has a working directory that was deleted ({}): not supported yet", cwd));
+        if (root != "/")
+            problems_.push_back(fmt::format("has a changed root directory ({}, chroot): not supported yet", root));
+    }
+
+    void fds() {
+        for (int fd : list_numbers(fmt::format("/proc/{}/fd", pid_))) {
+            std::string link = fmt::format("/proc/{}/fd/{}", pid_, fd);
+            std::string target;
+            struct stat st;
+            struct statfs sfs;
+            try {
+                target = read_link(link);
+            } catch (const Error&) {
+                continue;  // closed meanwhile: cannot happen while frozen, unless by a child
+            }
+            if (::stat(link.c_str(), &st) != 0 || ::statfs(link.c_str(), &sfs) != 0)
+                fail_errno("process {} fd {}: cannot stat {}", pid_, fd, target);
+            const FdKindInfo* k = classify_fd(target, st, static_cast<int64_t>(sfs.f_type));
+            if (!k)
+                problems_.push_back(fmt::format("has fd {} ({}) of a kind ckpt does not know: refused", fd, target));
+            else if (!k->saved_as)
+                problems_.push_back(fmt::format("has fd {} ({}) of kind {}: {}", fd, target, k->name, k->why));
+        }
+    }
+
+    void vmas() {
+        std::string maps = read_file(fmt::format("/proc/{}/maps", pid_));
+        auto entries = proc::parse_maps(maps);
+        auto flags = proc::parse_smaps_vmflags(read_file(fmt::format("/proc/{}/smaps", pid_)));
+        for (const auto& m : entries) {
+            if (is_kernel_mapping(m.path)) continue;
+            auto it = flags.find(m.start);
+            if (it == flags.end()) continue;
+            for (const auto& code : it->second) {
+                const VmFlagInfo* f = classify_vm_flag(code);
+                std::string where = fmt::format("has mapping {:x}-{:x} {}", m.start, m.end,
+                                                m.path.empty() ? "(anonymous)" : m.path);
+                if (!f)
+                    problems_.push_back(fmt::format("{} with VMA flag '{}' that ckpt does not know: refused", where,
+                                                    code));
+                else if (f->use == VmFlagUse::Refused)
+                    problems_.push_back(fmt::format("{} with VMA flag '{}' ({}): not supported yet", where, code,
+                                                    f->meaning));
+            }
+        }
+    }
+
+    pid_t pid_;
+    std::set<pid_t> tids_;
+    std::vector<std::string> problems_;
+};
+
+}  // namespace
+
+std::span<const FdKindInfo> fd_kinds() { return kFdKinds; }
+
+const FdKindInfo* classify_fd(std::string_view link, const struct stat& st, int64_t fs_magic) {
+    if (link.starts_with("anon_inode:")) return anon_kind(link);
+    if (fs_magic == kPidfsMagic) return by_name("pidfd");
+    if (fs_magic == kNsfsMagic) return by_name("namespace descriptor");
+    if (fs_magic == kMqueueMagic) return by_name("POSIX message queue");
+    if (fs_magic == kSecretmemMagic) return by_name("memfd_secret");
+    if (fs_magic == kDmaBufMagic) return by_name("DMA buffer");
+    switch (st.st_mode & S_IFMT) {
+        case S_IFREG:
+            if (link.starts_with("/memfd:")) return by_name("memfd");
+            return by_name(st.st_nlink == 0 ? "unlinked file" : "regular file");
+        case S_IFDIR: return by_name("directory");
+        case S_IFCHR:
+            if (link.ends_with(" (deleted)")) return by_name("deleted device node");
+            if (major(st.st_rdev) == 5 && minor(st.st_rdev) == 2) return by_name("pseudo-terminal master");
+            if (is_tty_major(major(st.st_rdev))) return by_name("terminal");
+            if (is_stateless_mem_device(st.st_rdev)) return by_name("memory device");
+            return by_name("character device");
+        case S_IFBLK: return by_name("block device");
+        case S_IFSOCK: return by_name("socket");
+        case S_IFIFO: return by_name(link.starts_with("pipe:[") ? "pipe" : "FIFO");
+        case S_IFLNK: return by_name("O_PATH descriptor of a symbolic link");
+        default: return nullptr;
+    }
+}
+
+std::span<const VmFlagInfo> vm_flags() { return kVmFlags; }
+
+const VmFlagInfo* classify_vm_flag(std::string_view code) {
+    for (const auto& f : kVmFlags)
+        if (f.code == code) return &f;
+    return nullptr;
+}
+
+void audit(const FrozenProcess& frozen) { Audit(frozen).run(); }
+
+}  // namespace ckpt::tracer

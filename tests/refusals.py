@@ -1,0 +1,411 @@
+#!/usr/bin/env python3
+"""refusals.py - ckpt dump refuses state it cannot save, and leaves the target unharmed.
+
+Each case is its own ctest test (refusals/NAME; `--list` shows them). A program
+(zt_hold KIND or zt_fdkinds KIND) sets up one kind of state, then `ckpt dump` runs on it.
+
+Refused kinds: the dump must exit non-zero (below 128), print exactly one stderr line,
+starting `ckpt: error:` and naming the kind (and, for descriptors, the fd and the kind's
+own name, never the unknown-kind fallback); leave no image (no meta.img or data.img);
+leave the target running (neither traced nor stopped), with the same visible state
+(maps, fds, signal state, threads), and no process may appear or vanish. After SIGTERM
+the target checks that its state is still there and must print PASS.
+
+Accepted kinds (no_new_privs, personality, the descriptor kinds ckpt saves): a dump with
+--leave-running must succeed and the target must still pass.
+
+fd-coverage opens one descriptor of every kind this machine lets it create and checks that
+the refusal names every refused one with its own kind (the audit table covers every
+kind the kernel shows in /proc/PID/fd links here) and none of the saved ones.
+
+Exit code: 0 pass, 1 fail, 77 skipped (the machine cannot create the state).
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+sys.dont_write_bytecode = True  # keep the source tree clean
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ztlib  # noqa: E402
+from ztlib import TestFailure, log  # noqa: E402
+
+CMD_TIMEOUT = 30
+SKIP = 77
+
+# zt_fdkinds kind -> the kind name ckpt's audit uses, or None for kinds ckpt saves.
+FD_KINDS = {
+    "eventfd": "eventfd",
+    "epoll": "epoll",
+    "signalfd": "signalfd",
+    "timerfd": "timerfd",
+    "inotify": "inotify",
+    "fanotify": "fanotify",
+    "pidfd": "pidfd",
+    "userfaultfd": "userfaultfd",
+    "io_uring": "io_uring",
+    "perf_event": "perf_event",
+    "bpf-map": "BPF map",
+    "bpf-prog": "BPF program",
+    "memfd": "memfd",
+    "memfd_secret": "memfd_secret",
+    "socket-unix": "socket",
+    "socket-inet": "socket",
+    "socket-netlink": "socket",
+    "pipe": "pipe",
+    "fifo": "FIFO",
+    "ptmx": "pseudo-terminal master",
+    "nsfs": "namespace descriptor",
+    "mqueue": "POSIX message queue",
+    "fscontext": "mount context",
+    "landlock": "Landlock ruleset",
+    "devnull": None,
+    "regular": None,
+    "directory": None,
+    "pty": None,
+}
+
+FD_RE = re.compile(r"has fd (\d+) \((.*?)\) of (?:kind ([^:;]+)|(a kind ckpt does not know))")
+
+
+class Skip(Exception):
+    pass
+
+
+class Ctx:
+    def __init__(self, args, name):
+        self.args = args
+        self.name = name
+        self.deadline = ztlib.Deadline(args.timeout)
+        self.tmp = ztlib.make_tmpdir("refusals-" + name)
+        self.work = os.path.join(self.tmp, "work")
+        self.img = os.path.join(self.tmp, "img")
+        os.mkdir(self.work)
+        os.mkdir(self.img)
+        self.ckpt = ztlib.Ckpt(args.ckpt, self.tmp)
+        self.progs = []
+        self.pty = None
+        self.t0 = time.monotonic()
+
+    def step(self, msg):
+        log("  [%6.2f s] %s" % (time.monotonic() - self.t0, msg))
+
+    def start(self, name, args=(), workdir=None, stdin_fd=None):
+        workdir = workdir or self.work
+        prog = ztlib.Program(name, self.args.bindir, workdir, args, stdin_fd=stdin_fd)
+        self.progs.append(prog)
+        try:
+            prog.wait_ready(self.deadline.timeout(15))
+        except TestFailure:
+            skipped = [l for l in prog.output().splitlines() if l.startswith("SKIP:")]
+            if skipped:
+                raise Skip(skipped[0][5:].strip())
+            raise
+        self.step("started zt_%s %s, pid %d" % (name, " ".join(args), prog.pid))
+        return prog
+
+    def pty_slave(self):
+        master, slave = os.openpty()
+        self.pty = (master, slave)
+        return slave
+
+    def refused(self, prog, must_name):
+        """Dump prog; it must be refused cleanly with a message containing every string
+        of must_name; prog must be unharmed. Returns the message."""
+        before = ztlib.visible_state(prog.pid)
+        procs_before = ztlib.descendants()
+        res = self.ckpt.run(["dump", "--pid", prog.pid, "-o", self.img], "dump",
+                            self.deadline.timeout(CMD_TIMEOUT))
+        ztlib.check_clean_error(res, "dump of zt_%s" % prog.name)
+        msg = res.err.strip()
+        self.step("refused: %s" % msg)
+        if not msg.startswith("ckpt: error: "):
+            raise TestFailure("the error line does not start with `ckpt: error: `: %r" % msg)
+        if "process %d " % prog.pid not in msg:
+            raise TestFailure("the message does not name the process %d: %r" % (prog.pid, msg))
+        for s in must_name:
+            if s not in msg:
+                raise TestFailure("the message does not mention %r: %r" % (s, msg))
+        if "does not know" in msg:
+            raise TestFailure("a kind was refused as unknown: %r" % msg)
+        self.unharmed(prog, before, procs_before)
+        for f in ("meta.img", "data.img"):
+            if os.path.exists(os.path.join(self.img, f)):
+                raise TestFailure("the refused dump left %s in the image directory" % f)
+        return msg
+
+    def accepted(self, prog):
+        """A --leave-running dump of prog must succeed and leave it unharmed."""
+        before = ztlib.visible_state(prog.pid)
+        procs_before = ztlib.descendants()
+        res = self.ckpt.run(["dump", "--pid", prog.pid, "-o", self.img, "--leave-running"], "dump",
+                            self.deadline.timeout(CMD_TIMEOUT))
+        if res.timed_out or res.rc != 0:
+            raise TestFailure("the dump must succeed: " + res.describe())
+        if not os.path.isfile(os.path.join(self.img, "meta.img")):
+            raise TestFailure("the dump succeeded but left no meta.img")
+        self.step("dump --leave-running succeeded")
+        self.unharmed(prog, before, procs_before)
+
+    def unharmed(self, prog, before, procs_before):
+        if prog.proc.poll() is not None:
+            raise TestFailure("the target died: %s; output:\n%s"
+                              % (ztlib.describe_rc(prog.proc.returncode), ztlib.indent(prog.output())))
+        bad = ztlib.traced_or_stopped(prog.pid)
+        if bad:
+            raise TestFailure("after the dump the target " + bad)
+        problems = ztlib.compare_state(before, ztlib.visible_state(prog.pid), False)
+        if problems:
+            raise TestFailure("the dump changed the target:\n  " + ztlib.state_problems_text(problems))
+        procs_after = ztlib.descendants()
+        if procs_after != procs_before:
+            raise TestFailure("processes changed during the dump: before %s, after %s"
+                              % (sorted(procs_before), sorted(procs_after)))
+
+    def finish(self, prog):
+        """SIGTERM: the program checks its state and must pass."""
+        os.kill(prog.pid, signal.SIGTERM)
+        try:
+            rc = prog.proc.wait(timeout=self.deadline.timeout(20))
+        except subprocess.TimeoutExpired:
+            raise TestFailure("zt_%s did not exit within 20 s of SIGTERM; output:\n%s"
+                              % (prog.name, ztlib.indent(prog.output())))
+        prog.check_result(ztlib.describe_rc(rc), rc == 0)
+        self.step("zt_%s passed its own check" % prog.name)
+
+    def cleanup(self):
+        for prog in self.progs:
+            if prog.proc.poll() is None:
+                prog.proc.kill()
+                prog.proc.wait()
+        if self.pty:
+            for fd in self.pty:
+                os.close(fd)
+        return ztlib.kill_descendants("refusals cleanup")
+
+
+# ------------------------------------------------------------------------------ cases
+
+
+def hold_refused(kind, *must_name, extra=None):
+    def case(ctx):
+        prog = ctx.start("hold", [kind])
+        names = list(must_name)
+        if extra:
+            names += extra(ctx, prog)
+        ctx.refused(prog, names)
+        ctx.finish(prog)
+    return case
+
+
+def hold_accepted(kind):
+    def case(ctx):
+        prog = ctx.start("hold", [kind])
+        ctx.accepted(prog)
+        ctx.finish(prog)
+    return case
+
+
+def child_pids(ctx, prog):
+    kids = sorted(p for p, pp in ztlib.all_ppids().items() if pp == prog.pid)
+    if not kids:
+        raise TestFailure("setup: zt_hold made no child")
+    return ["pid %s" % ", ".join(str(k) for k in kids)]
+
+
+def case_ptrace_tracer(ctx):
+    # The tracee is the harness's zt_counter, not a child of the target: only the ptrace
+    # relation is there to refuse.
+    tracee_dir = os.path.join(ctx.tmp, "tracee")
+    os.mkdir(tracee_dir)
+    tracee = ctx.start("counter", workdir=tracee_dir)
+    prog = ctx.start("hold", ["tracer", str(tracee.pid)])
+    ctx.refused(prog, ["traces process %d with ptrace" % tracee.pid])
+    ctx.finish(prog)  # detaches the tracee
+    ctx.finish(tracee)
+
+
+def case_exe_deleted(ctx):
+    bindir = os.path.join(ctx.tmp, "bin")
+    os.mkdir(bindir)
+    shutil.copy2(os.path.join(ctx.args.bindir, "zt_hold"), bindir)
+    prog = ztlib.Program("hold", bindir, ctx.work, ["none"])
+    ctx.progs.append(prog)
+    prog.wait_ready(ctx.deadline.timeout(15))
+    os.unlink(prog.path)
+    ctx.step("started a copy of zt_hold, pid %d, and deleted the copy" % prog.pid)
+    ctx.refused(prog, ["runs an executable that was deleted"])
+    ctx.finish(prog)
+
+
+def ns_case(ns, shown):
+    return hold_refused("ns-" + ns, "namespaces are not supported", shown + " is ")
+
+
+def fd_case(kind):
+    name = FD_KINDS[kind]
+
+    def case(ctx):
+        stdin = ctx.pty_slave() if kind == "pty" else None
+        prog = ctx.start("fdkinds", [kind], stdin_fd=stdin)
+        opened = read_fdkinds(ctx)
+        if opened[kind] is None:
+            raise Skip("this machine cannot create a %s descriptor: %s" % (kind, opened_reason(ctx, kind)))
+        fd = opened[kind]
+        if name is None:
+            ctx.accepted(prog)
+        else:
+            msg = ctx.refused(prog, ["has fd %d (" % fd, "of kind %s:" % name])
+            named = {int(m.group(1)) for m in FD_RE.finditer(msg)}
+            if named != {fd}:
+                raise TestFailure("the message names fds %s, expected only fd %d: %r" % (sorted(named), fd, msg))
+        ctx.finish(prog)
+    return case
+
+
+def read_fdkinds(ctx):
+    out = {}
+    for line in ztlib.read_text(os.path.join(ctx.work, "fdkinds.txt")).splitlines():
+        k, v = line.split(" ", 1)
+        out[k] = int(v) if v.isdigit() else None
+    return out
+
+
+def opened_reason(ctx, kind):
+    for line in ztlib.read_text(os.path.join(ctx.work, "fdkinds.txt")).splitlines():
+        if line.startswith(kind + " - "):
+            return line[len(kind) + 3:]
+    return "?"
+
+
+def case_fd_coverage(ctx):
+    prog = ctx.start("fdkinds", [], stdin_fd=ctx.pty_slave())
+    opened = read_fdkinds(ctx)
+    missing = sorted(k for k, fd in opened.items() if fd is None)
+    if set(opened) != set(FD_KINDS):
+        raise TestFailure("zt_fdkinds and this harness disagree on the kinds: %s vs %s"
+                          % (sorted(opened), sorted(FD_KINDS)))
+    links = {}
+    for name in os.listdir("/proc/%d/fd" % prog.pid):
+        links[int(name)] = os.readlink("/proc/%d/fd/%s" % (prog.pid, name))
+    msg = ctx.refused(prog, [])
+    named = {}
+    for m in FD_RE.finditer(msg):
+        named[int(m.group(1))] = (m.group(2), m.group(3))
+    problems = []
+    for fd, link in sorted(links.items()):
+        if fd not in named:
+            continue
+        shown, kind = named[fd]
+        if shown != link:
+            problems.append("fd %d is shown as %r, its link is %r" % (fd, shown, link))
+    for kind, fd in sorted(opened.items(), key=lambda kv: kv[0]):
+        if fd is None:
+            continue
+        want = FD_KINDS[kind]
+        got = named.get(fd)
+        if want is None and got is not None:
+            problems.append("fd %d (%s, %s) is saved by ckpt but was refused as %s" % (fd, kind, links[fd], got[1]))
+        elif want is not None and got is None:
+            problems.append("fd %d (%s, %s) is not named in the refusal" % (fd, kind, links.get(fd)))
+        elif want is not None and got[1] != want:
+            problems.append("fd %d (%s, %s) is named as kind %r, expected %r" % (fd, kind, links[fd], got[1], want))
+    extra = sorted(set(named) - set(links))
+    if extra:
+        problems.append("the refusal names fds that are not open: %s" % extra)
+    if problems:
+        raise TestFailure("the refusal does not cover the descriptor kinds:\n  " + "\n  ".join(problems))
+    kinds_seen = sorted({kind for _, kind in named.values()})
+    ctx.step("every refused descriptor named with its kind (%d fds, kinds: %s)" % (len(named), ", ".join(kinds_seen)))
+    if missing:
+        ctx.step("not creatable on this machine, so not covered here: %s" % ", ".join(missing))
+    ctx.finish(prog)
+
+
+CASES = {
+    "children": hold_refused("child", "has children (", "process trees are not supported", extra=child_pids),
+    "zombie-child": hold_refused("zombie", "has children (", extra=child_pids),
+    "posix-timer": hold_refused("timer", "POSIX timers"),
+    "posix-lock": hold_refused("posix-lock", "POSIX record lock on fd", "file locks are not supported"),
+    "flock": hold_refused("flock", "flock lock on fd", "file locks are not supported"),
+    "ofd-lock": hold_refused("ofd-lock", "OFD lock on fd", "file locks are not supported"),
+    "seccomp": hold_refused("seccomp", "seccomp", "filter mode"),
+    "capabilities": hold_refused("capbset", "CapBnd", "capabilities are not supported"),
+    "exe-deleted": case_exe_deleted,
+    "cwd-deleted": hold_refused("cwd-deleted", "has a working directory that was deleted"),
+    "chroot": hold_refused("chroot", "has a changed root directory"),
+    "ns-net": ns_case("net", "net"),
+    "ns-uts": ns_case("uts", "uts"),
+    "ns-ipc": ns_case("ipc", "ipc"),
+    "ns-mnt": ns_case("mnt", "mnt"),
+    "ns-cgroup": ns_case("cgroup", "cgroup"),
+    "ns-user": ns_case("user", "user"),
+    "ns-pid": ns_case("pid", "pid_for_children"),
+    "ns-time": ns_case("time", "time_for_children"),
+    "ptrace-tracer": case_ptrace_tracer,
+    "vma-droppable": hold_refused("droppable", "VMA flag 'dp'"),
+    "vma-sealed": hold_refused("sealed", "VMA flag 'sl'"),
+    "vma-userfaultfd": hold_refused("uffd-range", "VMA flag 'um'", "of kind userfaultfd"),
+    "no-new-privs-accepted": hold_accepted("nnp"),
+    "personality-accepted": hold_accepted("personality"),
+    "fd-coverage": case_fd_coverage,
+}
+for _k in FD_KINDS:
+    CASES["fd-" + _k + ("-accepted" if FD_KINDS[_k] is None else "")] = fd_case(_k)
+
+
+def main():
+    if sys.argv[1:] == ["--list"]:  # for tests/CMakeLists.txt, without the other options
+        print("\n".join(CASES))
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    ztlib.common_args(ap)
+    ap.add_argument("--list", action="store_true", help="list the cases and exit")
+    ap.add_argument("case", nargs="?")
+    args = ap.parse_args()
+    if args.list:
+        print("\n".join(CASES))
+        return 0
+    if args.case not in CASES:
+        ap.error("unknown case %r; known: %s" % (args.case, ", ".join(CASES)))
+    args.ckpt = os.path.abspath(args.ckpt)
+    args.bindir = os.path.abspath(args.bindir)
+    ztlib.check_root_and_binary(args)
+    ztlib.set_subreaper()
+    ztlib.install_signal_handlers()
+    ctx = Ctx(args, args.case)
+    log("refusals %s: start (tmp dir %s)" % (args.case, ctx.tmp))
+    ok, err, skipped = False, None, None
+    try:
+        CASES[args.case](ctx)
+        ok = True
+    except Skip as e:
+        skipped = str(e)
+    except TestFailure as e:
+        err = str(e)
+    except BaseException as e:
+        err = "harness error: %r" % (e,)
+    killed = ctx.cleanup()
+    if ok and killed:
+        ok, err = False, "processes were left behind: %s" % killed
+    if skipped is not None:
+        ztlib.remove_tree(ctx.tmp)
+        log("SKIP refusals %s: %s" % (args.case, skipped))
+        return SKIP
+    if ok:
+        if not args.keep:
+            ztlib.remove_tree(ctx.tmp)
+        log("PASS refusals %s (%.2f s)" % (args.case, time.monotonic() - ctx.t0))
+        return 0
+    log("FAIL refusals %s: %s" % (args.case, err))
+    log("  kept for inspection: %s" % ctx.tmp)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
