@@ -1,7 +1,8 @@
 /* threads_bigbuf.c - four running threads, each owning a buffer of pseudo-random bytes.
  *
  * argv[1] (optional): total size in MiB, default 256, split over the threads.
- * Every worker keeps counting (never blocking for long) until SIGTERM, so a dump has to
+ * Every worker keeps counting (never blocking for long) until main has seen it count after
+ * SIGTERM, so a dump has to
  * freeze threads that are running, not sleeping. After SIGTERM each buffer is compared word
  * by word with the regenerated stream and each worker must have counted after READY.
  */
@@ -28,6 +29,7 @@ struct worker {
 
 static struct worker workers[NTHREADS];
 static atomic_int filled;
+static atomic_int done;
 
 static inline uint64_t splitmix64(uint64_t *s)
 {
@@ -44,8 +46,8 @@ static void *work(void *arg)
 	for (size_t i = 0; i < w->nwords; i++)
 		w->buf[i] = splitmix64(&s);
 	atomic_fetch_add(&filled, 1);
-	while (!zt_stop) {
-		for (int i = 0; i < 100000 && !zt_stop; i++)
+	while (!atomic_load(&done)) {
+		for (int i = 0; i < 100000 && !atomic_load(&done); i++)
 			atomic_fetch_add_explicit(&w->count, 1, memory_order_relaxed);
 		zt_sleep_ms(1);
 	}
@@ -82,11 +84,19 @@ int main(int argc, char **argv)
 		at_ready[t] = atomic_load(&workers[t].count);
 	zt_ready();
 	zt_wait_stop();
+	/* Every worker must still be running: wait (generously, the machine may be loaded)
+	 * until each has counted past its value at READY. */
+	for (int t = 0; t < NTHREADS; t++) {
+		for (int ms = 0; atomic_load(&workers[t].count) <= at_ready[t]; ms += 10) {
+			if (ms > 30000)
+				zt_fail("worker %d did not run after READY", t);
+			zt_sleep_ms(10);
+		}
+	}
+	atomic_store(&done, 1);
 	for (int t = 0; t < NTHREADS; t++) {
 		struct worker *w = &workers[t];
 		pthread_join(w->thread, NULL);
-		if (atomic_load(&w->count) <= at_ready[t])
-			zt_fail("worker %d did not run after READY", t);
 		uint64_t s = w->seed;
 		for (size_t i = 0; i < w->nwords; i++) {
 			uint64_t want = splitmix64(&s);
