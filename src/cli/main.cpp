@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
     d->add_flag("--overwrite", dump.overwrite,
                 "Replace an image already in the directory (once the new one is complete)");
     d->add_flag("--print-stats", dump.print_stats, "Print timing and size figures (key=value)");
-    d->add_option("--fault-inject", fault, "Make the named dump step fail (testing)");
+    d->add_option("--fault-inject", fault, "Make the named dump step fail (testing; STEP:stop stops ckpt there)");
     // runs while parsing, before the check for the required options it does not need
     d->add_flag_callback("--list-fault-steps", [] {
         for (auto s : ckpt::fault::dump_steps()) fmt::print("{}\n", s);

@@ -70,6 +70,10 @@ void ImageDirLock::lock() {
         if (::flock(lk.get(), LOCK_EX | LOCK_NB) != 0) {
             if (errno != EWOULDBLOCK) fail_errno("cannot lock {}", file(kLockFile));
             std::string pid = holder_pid(lk.get());
+            if (pid.empty()) {  // the holder has just created the file: give it a moment
+                ::usleep(20000);
+                pid = holder_pid(lk.get());
+            }
             fail("{} is being written by another dump{}", dir_,
                  pid.empty() ? "" : fmt::format(" (pid {})", pid));
         }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <csignal>
 
 #include "common/error.h"
 
@@ -23,19 +24,29 @@ constexpr std::array<std::string_view, 10> kSteps = {
 };
 
 std::string_view armed;
+bool stop_instead = false;  // STEP:stop
 
 }  // namespace
 
 std::span<const std::string_view> dump_steps() { return kSteps; }
 
 void arm(std::string_view step) {
+    constexpr std::string_view kStop = ":stop";
+    stop_instead = step.size() > kStop.size() && step.ends_with(kStop);
+    if (stop_instead) step.remove_suffix(kStop.size());
     if (std::find(kSteps.begin(), kSteps.end(), step) == kSteps.end())
         fail("unknown fault-injection step '{}' (see --list-fault-steps)", step);
     armed = step;
 }
 
 void point(std::string_view step) {
-    if (!armed.empty() && armed == step) fail("injected fault at dump step '{}'", step);
+    if (armed.empty() || armed != step) return;
+    // a test kills ckpt here (SIGKILL cannot be caught; this makes the moment exact)
+    if (stop_instead) {
+        ::raise(SIGSTOP);
+        return;
+    }
+    fail("injected fault at dump step '{}'", step);
 }
 
 }  // namespace ckpt::fault

@@ -11,7 +11,8 @@ namespace ckpt::fault {
 // Every step a dump passes through, in order.
 std::span<const std::string_view> dump_steps();
 
-// Arms injection for `step`; throws on an unknown step name.
+// Arms injection for `step`; throws on an unknown step name. "STEP:stop" makes ckpt stop
+// itself with SIGSTOP at that step instead of failing, so that a test can SIGKILL it there.
 void arm(std::string_view step);
 
 // Called at each step; throws a ckpt::Error if this step is armed.
