@@ -3,7 +3,8 @@
 # show it counting on from where it was. Needs root.
 set -eu
 cd "$(dirname "$0")/.."
-tools/build.sh >/dev/null
+echo "== building ckpt into build/ (tools/build.sh; the first build takes a minute or two)"
+(set -o pipefail; tools/build.sh 2>&1 | sed -u 's/^/   /')
 CKPT=build/ckpt
 WORK=$(mktemp -d /tmp/ckpt-demo.XXXXXX)
 LOG=$WORK/counter.log
