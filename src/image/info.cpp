@@ -17,9 +17,24 @@ namespace ckpt::image {
 
 namespace {
 
-bool printable(const std::string& s) {
-    for (unsigned char c : s)
-        if (c < 0x20 || c >= 0x7f) return false;
+// Text fields (paths, names, argv) go out as JSON strings when they are valid UTF-8
+// (control characters escaped), as hex otherwise: JSON cannot carry arbitrary bytes.
+bool valid_utf8(const std::string& s) {
+    size_t i = 0;
+    while (i < s.size()) {
+        auto c = static_cast<unsigned char>(s[i]);
+        size_t n = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xe ? 2 : (c >> 3) == 0x1e ? 3 : 9;
+        if (n == 9 || (n == 1 && c < 0xc2) || i + n >= s.size()) return false;
+        uint32_t cp = n == 0 ? c : c & (0x3f >> n);
+        for (size_t k = 1; k <= n; ++k) {
+            auto cc = static_cast<unsigned char>(s[i + k]);
+            if ((cc >> 6) != 0x2) return false;
+            cp = (cp << 6) | (cc & 0x3f);
+        }
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return false;
+        i += n + 1;
+    }
     return true;
 }
 
@@ -78,7 +93,7 @@ class JsonWriter {
         }
     }
     void value(fields::Style style, const std::string& s) {
-        if (style != fields::Style::Bytes && printable(s)) {
+        if (style != fields::Style::Bytes && valid_utf8(s)) {
             json_string(out_, s);
         } else {
             std::string hex;
@@ -186,10 +201,12 @@ void print_memory(const Image& img, const Process& p, std::FILE* out) {
                "stored", "path");
     for (const auto& v : img.vmas) {
         if (v.pid != p.pid) continue;
-        fmt::print(out, "    {:012x}-{:012x} {}{} {:<11} {:>10} {:>10}  {}\n", v.start, v.end,
-                   field<Vma>("prot", v.prot), v.flags & MAP_SHARED ? 's' : 'p', fields::name_of(v.kind),
-                   fields::size_text(v.end - v.start), fields::size_text(v.stored_pages * kPageSize),
-                   v.path);
+        std::string line = fmt::format(
+            "    {:012x}-{:012x} {}{} {:<11} {:>10} {:>10}  {}", v.start, v.end, field<Vma>("prot", v.prot),
+            v.flags & MAP_SHARED ? 's' : 'p', fields::name_of(v.kind), fields::size_text(v.end - v.start),
+            fields::size_text(v.stored_pages * kPageSize), v.path);
+        while (line.back() == ' ') line.pop_back();
+        fmt::print(out, "{}\n", line);
     }
 }
 

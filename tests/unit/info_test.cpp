@@ -126,9 +126,36 @@ TEST(InfoJson, WideValuesAreStringsAndEnumsNames) {
     EXPECT_TRUE(contains(out, "\"syscall_nr\": \"230\"")) << out;
     EXPECT_TRUE(contains(out, "\"syscall_nr\": \"-1\"")) << out;
     EXPECT_TRUE(contains(out, "\"max\": \"18446744073709551615\"")) << out;
+    // text: UTF-8 as it is, control characters escaped; bytes that are no UTF-8 in hex
+    EXPECT_TRUE(contains(out, "\"a b) (c\"")) << out;
+    EXPECT_TRUE(contains(out, "\"nul\\u0000inside\"")) << out;
     // 32-bit values stay numbers
     EXPECT_TRUE(contains(out, fmt::format("\"tid\": {},", s.img.threads[0].tid))) << out;
     EXPECT_TRUE(contains(out, "\"page_size\": 4096")) << out;
+}
+
+TEST(InfoJson, Utf8PathsAsTextOtherBytesInHex) {
+    TempDir t;
+    const std::string dir = t.sub("img");
+    {
+        ImageWriter w(dir);
+        Header h;
+        h.image_id = w.image_id();
+        h.nr_processes = 1;
+        w.add(h);
+        Process p = sample_process(5);
+        p.exe_path = "/tmp/caf\xc3\xa9 \xe2\x82\xac";
+        p.cwd = "/tmp/\xff";
+        p.root = "/\xc3";  // truncated sequence
+        w.add(p);
+        w.commit();
+    }
+    InfoOptions o;
+    o.json = true;
+    std::string out = info_output(dir, o);
+    EXPECT_TRUE(contains(out, "\"exe_path\": \"/tmp/caf\xc3\xa9 \xe2\x82\xac\"")) << out;
+    EXPECT_TRUE(contains(out, "\"cwd\": \"2f746d702fff\"")) << out;
+    EXPECT_TRUE(contains(out, "\"root\": \"2fc3\"")) << out;
 }
 
 TEST(InfoVerify, DamagedPageDataIsAnErrorBeforeAnyOutput) {
