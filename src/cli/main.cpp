@@ -65,6 +65,8 @@ int main(int argc, char** argv) {
         for (const auto* sub : {d, r, i})
             if (sub->parsed()) where += " " + sub->get_name();
         std::string what = e.what();
+        for (char& c : what)
+            if (c == '\n') c = ' ';
         if (where == "ckpt" && !app.remaining().empty())  // not "A subcommand is required"
             what = fmt::format("unknown command '{}'", app.remaining().front());
         fmt::print(stderr, "ckpt: error: {} (see {} --help)\n", what, where);

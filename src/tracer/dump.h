@@ -11,8 +11,8 @@ struct DumpOptions {
     pid_t pid = 0;
     std::string dir;
     bool leave_running = false;
-    bool print_stats = false;
-    bool overwrite = false;    // replace an image already in dir (once the new one is complete)  // key=value lines on stdout, for tools/ benchmarks
+    bool print_stats = false;  // key=value lines on stdout, for tools/ benchmarks
+    bool overwrite = false;    // replace an image already in dir (once the new one is complete)
 };
 
 // Throws ckpt::Error on failure; the target is then running exactly as before.
