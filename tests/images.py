@@ -5,7 +5,8 @@ Each case is its own ctest test (images/NAME):
 
   existing-image     a dump into a directory holding an image is refused (one line, target
                      unharmed and not killed), the image is byte for byte intact and restores
-  overwrite          --overwrite replaces the image; the new one restores
+  overwrite          an --overwrite dump SIGKILLed before its commit leaves the old image
+                     intact; a complete one replaces it; the new one restores
   concurrent-race    two `dump --leave-running` into one directory at once: exactly one
                      succeeds, the other is refused by the lock (or, if the first was already
                      done, by the image it left); the image is complete and restores
@@ -216,6 +217,21 @@ def case_overwrite(ctx):
     a = ctx.program()
     ctx.ok(["dump", "--pid", a.pid, "-o", ctx.img, "--leave-running"], "dump-a", "dump of a")
     old = digest(ctx.img)
+    # an overwrite killed before it is complete leaves the old image as it was
+    c = ctx.program()
+    killed = ctx.start(["dump", "--pid", c.pid, "-o", ctx.img, "--overwrite", "--leave-running",
+                        "--fault-inject", "write-image:stop"], "dump-c-killed")
+    wait_stopped(ctx, killed[0], "the overwriting dump")
+    os.kill(killed[0].pid, signal.SIGKILL)
+    killed[0].wait()
+    now = digest(ctx.img)
+    if {k: now.get(k) for k in old} != old or ".meta.img.partial" not in now:
+        raise TestFailure("a killed --overwrite dump changed the old image or left no partial file: %s -> %s"
+                          % (old, now))
+    ctx.ok(["info", "--verify", ctx.img], "info-verify-old", "info --verify of the old image after a killed overwrite")
+    if image_pid(ctx, ctx.img) != a.pid:
+        raise TestFailure("after a killed overwrite the image is not of pid %d" % a.pid)
+    ctx.step("a --overwrite dump SIGKILLed before its commit left the old image intact")
     b = ctx.program()
     before_b = ctx.dump_kill(b, ctx.img, ["--overwrite"], "dump-b-overwrite")
     if listing(ctx.img) != ["data.img", "meta.img"]:
@@ -229,6 +245,7 @@ def case_overwrite(ctx):
     ctx.step("--overwrite replaced the image of pid %d by one of pid %d" % (a.pid, b.pid))
     ctx.restore_and_finish(b, ctx.img, before_b)
     ctx.finish_program(a)
+    ctx.finish_program(c)
 
 
 def case_concurrent_race(ctx):
