@@ -290,6 +290,8 @@ def case_concurrent_held(ctx):
     ctx.refused(["dump", "--pid", b.pid, "-o", ctx.img, "--leave-running"], "dump-second",
                 "a second dump while the first holds the directory",
                 "%s is being written by another dump (pid %d)" % (ctx.img, first[0].pid))
+    ctx.refused(["info", ctx.img], "info-held", "info while a dump writes the directory",
+                "partial files of an unfinished dump are there: a dump is writing it now")
     ctx.unharmed(b, before_b, "the refused second dump")
     os.kill(first[0].pid, signal.SIGCONT)
     res = ztlib.Ckpt.finish(first, ctx.deadline.timeout(CMD_TIMEOUT))
@@ -322,7 +324,7 @@ def case_killed_dump(ctx):
     a.proc.kill()
     a.proc.wait()
     ctx.refused(["info", ctx.img], "info-partial", "info on the killed dump's directory",
-                "partial files of an unfinished dump")
+                "partial files of an unfinished dump are there: it was interrupted")
     b = ctx.program()
     before_b = ztlib.visible_state(b.pid)
     res = ctx.ok(["dump", "--pid", b.pid, "-o", ctx.img, "--leave-running", "-v"], "dump-next", "the next dump")

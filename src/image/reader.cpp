@@ -1,6 +1,7 @@
 #include "image/reader.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <xxhash.h>
@@ -41,9 +42,17 @@ void check_image_dir(const std::string& dir) {
     if (::access(meta_path.c_str(), R_OK) == 0) return;
     if (errno != ENOENT) fail_errno("cannot read {}", meta_path);
     std::string partial = dir + "/" + kMetaPartial;
-    fail("{} holds no complete image ({} is missing{})", dir, kMetaFile,
-         ::access(partial.c_str(), F_OK) == 0 ? "; partial files of an unfinished dump are there"
-                                              : "");
+    std::string why;
+    if (::access(partial.c_str(), F_OK) == 0) {
+        // a dump holds the lock file for its whole life (image_dir.h)
+        UniqueFd lk(::open((dir + "/" + kLockFile).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+        if (lk && ::flock(lk.get(), LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK)
+            why = "; partial files of an unfinished dump are there: a dump is writing it now";
+        else
+            why = "; partial files of an unfinished dump are there: it was interrupted, the next "
+                  "dump into the directory removes them";
+    }
+    fail("{} holds no complete image ({} is missing{})", dir, kMetaFile, why);
 }
 
 // The image id a data file carries after its preamble.
