@@ -34,6 +34,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -471,8 +472,12 @@ def case_dir_reasons(ctx):
     ctx.refused(["dump", "--pid", a.pid, "-o", regular], "dump-file", "dump into a regular file",
                 regular + ": not a directory")
     # an image the user may not read (root reads anything: run info as nobody)
+    # (a copy of ckpt in tmp: the build tree may be somewhere nobody cannot reach, like /root)
     os.chmod(ctx.tmp, 0o755)
-    res = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", ctx.args.ckpt,
+    mine = os.path.join(ctx.tmp, "ckpt-copy")
+    shutil.copy(ctx.args.ckpt, mine)
+    os.chmod(mine, 0o755)
+    res = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", mine,
                           "info", ctx.img], stdin=subprocess.DEVNULL, capture_output=True, text=True,
                          timeout=ctx.deadline.timeout(CMD_TIMEOUT))
     res = ztlib.CkptResult(["ckpt", "info", ctx.img], res.returncode, res.stdout, res.stderr, 0, False)

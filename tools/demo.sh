@@ -30,7 +30,7 @@ echo "== last line before the checkpoint: $LAST"
 sleep 1
 kill -0 "$PID" 2>/dev/null && { echo "demo: process still alive after dump" >&2; exit 1; }
 echo "== the process is gone; the image:"
-$CKPT info "$WORK/img" | head -n 8 | sed 's/^/   /'
+$CKPT info "$WORK/img" | head -n 12 | sed 's/^/   /'
 
 echo "== ckpt restore -D $WORK/img --detach"
 $CKPT restore -D "$WORK/img" --detach
