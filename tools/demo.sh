@@ -3,7 +3,8 @@
 # show it counting on from where it was. Needs root.
 set -eu
 cd "$(dirname "$0")/.."
-tools/build.sh >/dev/null
+echo "== building ckpt into build/ (tools/build.sh; the first build takes a minute or two)"
+(set -o pipefail; tools/build.sh 2>&1 | sed -u 's/^/   /')
 CKPT=build/ckpt
 WORK=$(mktemp -d /tmp/ckpt-demo.XXXXXX)
 LOG=$WORK/counter.log
@@ -29,7 +30,7 @@ echo "== last line before the checkpoint: $LAST"
 sleep 1
 kill -0 "$PID" 2>/dev/null && { echo "demo: process still alive after dump" >&2; exit 1; }
 echo "== the process is gone; the image:"
-$CKPT info "$WORK/img" | head -n 8 | sed 's/^/   /'
+$CKPT info "$WORK/img" | head -n 12 | sed 's/^/   /'
 
 echo "== ckpt restore -D $WORK/img --detach"
 $CKPT restore -D "$WORK/img" --detach

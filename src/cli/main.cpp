@@ -16,19 +16,29 @@ int main(int argc, char** argv) {
     CLI::App app{"ckpt: checkpoint and restore running Linux processes"};
     app.set_version_flag("--version", CKPT_VERSION);
     app.require_subcommand(1);
-    int verbose = 0;
-    app.add_flag("-v,--verbose", verbose, "More diagnostics on stderr (-vv for debug)");
+    // -v is accepted before and after the subcommand (README: `ckpt dump ... -v`): one
+    // counter per place, added up.
+    int verbose[4] = {};
+    app.add_flag("-v,--verbose", verbose[0], "More diagnostics on stderr (-vv for debug)");
 
     ckpt::tracer::DumpOptions dump;
-    bool list_faults = false;
     std::string fault;
     auto* d = app.add_subcommand("dump", "Checkpoint a running process into an image directory");
-    d->add_option("-p,--pid", dump.pid, "Process to checkpoint");
-    d->add_option("-o,--images-dir", dump.dir, "Directory to write the image into");
+    d->add_option("-p,--pid", dump.pid, "Process to checkpoint")->required();
+    d->add_option("-o,--images-dir", dump.dir, "Directory to write the image into")->required();
     d->add_flag("-R,--leave-running", dump.leave_running, "Let the process continue after the dump");
+    d->add_flag("--overwrite", dump.overwrite,
+                "Replace an image already in the directory (once the new one is complete)");
     d->add_flag("--print-stats", dump.print_stats, "Print timing and size figures (key=value)");
-    d->add_option("--fault-inject", fault, "Make the named dump step fail, or with STEP:kill SIGKILL ckpt there (testing)");
-    d->add_flag("--list-fault-steps", list_faults, "List the steps --fault-inject accepts");
+    d->add_option("--fault-inject", fault,
+                  "Make the named dump step fail (testing; STEP:kill SIGKILLs ckpt there, STEP:stop stops it)");
+    // runs while parsing, before the check for the required options it does not need
+    d->add_flag_callback("--list-fault-steps", [] {
+        for (auto s : ckpt::fault::dump_steps())
+            fmt::print("{}{}\n", s.name, s.kill_only ? " kill-only" : "");
+        throw CLI::Success();
+    }, "List the steps --fault-inject accepts");
+    d->add_flag("-v,--verbose", verbose[1], "More diagnostics on stderr (-vv for debug)");
 
     ckpt::restore::RestoreOptions restore;
     auto* r = app.add_subcommand("restore", "Restore a process from an image directory");
@@ -36,6 +46,7 @@ int main(int argc, char** argv) {
     r->add_flag("-d,--detach", restore.detach, "Do not wait for the restored process");
     r->add_flag("--shell-job", restore.shell_job, "Give the restored process this terminal");
     r->add_flag("--print-stats", restore.print_stats, "Print timing figures (key=value)");
+    r->add_flag("-v,--verbose", verbose[2], "More diagnostics on stderr (-vv for debug)");
 
     ckpt::image::InfoOptions info;
     std::string info_dir;
@@ -43,18 +54,31 @@ int main(int argc, char** argv) {
     i->add_option("dir", info_dir, "Image directory")->required();
     i->add_flag("--json", info.json, "Every record and field, as JSON");
     i->add_flag("--backtrace", info.backtrace, "Each thread's stack at dump time");
+    i->add_flag("--verify", info.verify,
+                "Also check the checksum of all page data (reads the whole data.img)");
+    i->add_flag("-v,--verbose", verbose[3], "More diagnostics on stderr (-vv for debug)");
 
-    CLI11_PARSE(app, argc, argv);
-    ckpt::log::verbosity = verbose;
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        // --help, --version, --list-fault-steps: their output, exit 0
+        if (e.get_exit_code() == 0) return app.exit(e);
+        // like every other error: one line, exit 1
+        std::string where = "ckpt";
+        for (const auto* sub : {d, r, i})
+            if (sub->parsed()) where += " " + sub->get_name();
+        std::string what = e.what();
+        for (char& c : what)
+            if (c == '\n') c = ' ';
+        if (where == "ckpt" && !app.remaining().empty())  // not "A subcommand is required"
+            what = fmt::format("unknown command '{}'", app.remaining().front());
+        fmt::print(stderr, "ckpt: error: {} (see {} --help)\n", what, where);
+        return 1;
+    }
+    ckpt::log::verbosity = verbose[0] + verbose[1] + verbose[2] + verbose[3];
     try {
         if (d->parsed()) {
-            if (list_faults) {
-                for (auto s : ckpt::fault::dump_steps())
-                    fmt::print("{}{}\n", s.name, s.kill_only ? " kill-only" : "");
-                return 0;
-            }
-            if (dump.pid <= 0) ckpt::fail("dump needs --pid");
-            if (dump.dir.empty()) ckpt::fail("dump needs -o DIR");
+            if (dump.pid <= 0) ckpt::fail("dump needs a positive --pid, not {}", dump.pid);
             if (!fault.empty()) ckpt::fault::arm(fault);
             ckpt::interrupt::install();
             try {

@@ -6,18 +6,35 @@
 #include <sys/user.h>
 
 #include <cstring>
+#include <ctime>
 #include <string_view>
 
 #include "image/codec.h"
+#include "image/info_fields.h"
 #include "image/reader.h"
 
 namespace ckpt::image {
 
 namespace {
 
-bool printable(const std::string& s) {
-    for (unsigned char c : s)
-        if (c < 0x20 || c >= 0x7f) return false;
+// Text fields (paths, names, argv) go out as JSON strings when they are valid UTF-8
+// (control characters escaped), as hex otherwise: JSON cannot carry arbitrary bytes.
+bool valid_utf8(const std::string& s) {
+    size_t i = 0;
+    while (i < s.size()) {
+        auto c = static_cast<unsigned char>(s[i]);
+        size_t n = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xe ? 2 : (c >> 3) == 0x1e ? 3 : 9;
+        if (n == 9 || (n == 1 && c < 0xc2) || i + n >= s.size()) return false;
+        uint32_t cp = n == 0 ? c : c & (0x3f >> n);
+        for (size_t k = 1; k <= n; ++k) {
+            auto cc = static_cast<unsigned char>(s[i + k]);
+            if ((cc >> 6) != 0x2) return false;
+            cp = (cp << 6) | (cc & 0x3f);
+        }
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return false;
+        i += n + 1;
+    }
     return true;
 }
 
@@ -39,7 +56,12 @@ void json_string(std::string& out, std::string_view s) {
     out += '"';
 }
 
+template <typename Rec>
+void json_record(std::string& out, const Rec& rec);
+
 // Renders any record as JSON by walking its visit() list: nothing to keep in sync by hand.
+// How each value looks is decided by its field's style (info_fields.h).
+template <typename Rec>
 class JsonWriter {
   public:
     explicit JsonWriter(std::string& out) : out_(out) {}
@@ -50,20 +72,28 @@ class JsonWriter {
         first_ = false;
         json_string(out_, name);
         out_ += ": ";
-        value(v);
+        value(fields::style_of(static_cast<const Rec*>(nullptr), name), v);
     }
 
+  private:
     template <Scalar T>
-    void value(const T& v) {
-        if constexpr (std::is_same_v<T, char>)
+    void value(fields::Style style, const T& v) {
+        using fields::Style;
+        if constexpr (std::is_same_v<T, char>) {
             json_string(out_, std::string(1, v));
-        else if constexpr (std::is_enum_v<T>)
-            out_ += fmt::format("{}", static_cast<std::underlying_type_t<T>>(v));
-        else
+        } else if constexpr (std::is_enum_v<T>) {
+            json_string(out_, fields::name_of(v));
+        } else if (style == Style::Addr || style == Style::Hex || style == Style::SigMask ||
+                   (sizeof(T) == 8 && style == Style::SaFlags)) {
+            json_string(out_, fmt::format("{:#x}", static_cast<std::make_unsigned_t<T>>(v)));
+        } else if constexpr (sizeof(T) >= 8) {
+            json_string(out_, fmt::format("{}", v));  // beyond 2^53: a string, not rounded
+        } else {
             out_ += fmt::format("{}", v);
+        }
     }
-    void value(const std::string& s) {
-        if (printable(s)) {
+    void value(fields::Style style, const std::string& s) {
+        if (style != fields::Style::Bytes && valid_utf8(s)) {
             json_string(out_, s);
         } else {
             std::string hex;
@@ -72,126 +102,160 @@ class JsonWriter {
         }
     }
     template <typename T>
-    void value(const std::vector<T>& vec) {
+    void value(fields::Style style, const std::vector<T>& vec) {
         out_ += '[';
         for (size_t i = 0; i < vec.size(); ++i) {
             if (i) out_ += ", ";
-            value(vec[i]);
+            value(style, vec[i]);
         }
         out_ += ']';
     }
     template <typename T>
         requires(!Scalar<T>)
-    void value(const T& rec) {
-        out_ += '{';
-        JsonWriter inner(out_);
-        const_cast<T&>(rec).visit(inner);
-        out_ += '}';
+    void value(fields::Style, const T& rec) {
+        json_record(out_, rec);
     }
 
-  private:
     std::string& out_;
     bool first_ = true;
 };
+
+template <typename Rec>
+void json_record(std::string& out, const Rec& rec) {
+    out += '{';
+    JsonWriter<Rec> w(out);
+    const_cast<Rec&>(rec).visit(w);
+    out += '}';
+}
 
 template <typename Rec>
 void json_array(std::string& out, const char* name, const std::vector<Rec>& recs) {
     out += fmt::format(",\n  \"{}\": [", name);
     for (size_t i = 0; i < recs.size(); ++i) {
         out += i ? ",\n    " : "\n    ";
-        JsonWriter(out).value(recs[i]);
+        json_record(out, recs[i]);
     }
     out += recs.empty() ? "]" : "\n  ]";
 }
 
-std::string size_text(uint64_t bytes) {
-    if (bytes >= (1ull << 30)) return fmt::format("{:.1f} GiB", bytes / double(1ull << 30));
-    if (bytes >= (1ull << 20)) return fmt::format("{:.1f} MiB", bytes / double(1ull << 20));
-    if (bytes >= (1ull << 10)) return fmt::format("{:.1f} KiB", bytes / double(1ull << 10));
-    return fmt::format("{} B", bytes);
+// A field of a record as text, in its style (info_fields.h).
+template <typename Rec, typename T>
+std::string field(const char* name, T v) {
+    auto style = fields::style_of(static_cast<const Rec*>(nullptr), name);
+    if constexpr (std::is_signed_v<T>)
+        return fields::text_signed(style, v);
+    else
+        return fields::text(style, v);
 }
 
-const char* kind_name(VmaKind k) {
-    switch (k) {
-        case VmaKind::Anon: return "anon";
-        case VmaKind::File: return "file";
-        case VmaKind::Heap: return "heap";
-        case VmaKind::Stack: return "stack";
-        case VmaKind::Vdso: return "vdso";
-        case VmaKind::Vvar: return "vvar";
-        case VmaKind::VvarVclock: return "vvar_vclock";
-        case VmaKind::Vsyscall: return "vsyscall";
-    }
-    return "?";
+std::string time_text(uint64_t unix_ns) {
+    time_t secs = static_cast<time_t>(unix_ns / 1000000000);
+    struct tm tm;
+    if (!::gmtime_r(&secs, &tm)) return "?";
+    char buf[64];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    return buf;
 }
 
-const char* fd_kind_name(FdKind k) {
-    switch (k) {
-        case FdKind::Regular: return "file";
-        case FdKind::Unlinked: return "unlinked";
-        case FdKind::CharDev: return "chardev";
-        case FdKind::Tty: return "tty";
-        case FdKind::Directory: return "dir";
+void print_threads(const Image& img, const Process& p, const InfoOptions& opts, std::FILE* out) {
+    size_t n = 0;
+    for (const auto& t : img.threads) n += t.pid == p.pid;
+    if (n == 0) return;
+    fmt::print(out, "  threads ({}):\n", n);
+    for (const auto& t : img.threads) {
+        if (t.pid != p.pid) continue;
+        user_regs_struct r{};
+        if (t.regs.size() == sizeof r) std::memcpy(&r, t.regs.data(), sizeof r);
+        std::string sys;
+        if (t.syscall_nr >= 0)
+            sys = fmt::format(", in {}{}", field<Thread>("syscall_nr", t.syscall_nr),
+                              t.restart != SyscallRestart::None ? " (restarts)" : "");
+        std::string mask = t.sigmask ? "  blocked " + field<Thread>("sigmask", t.sigmask) : "";
+        fmt::print(out, "    tid {} '{}' state {} ({}){}  pc {} sp {}{}\n", t.tid, t.name, t.state,
+                   fields::thread_state_name(t.state), sys, fields::text(fields::Style::Addr, r.rip),
+                   fields::text(fields::Style::Addr, r.rsp), mask);
+        if (opts.backtrace) {
+            for (size_t i = 0; i < t.backtrace.size(); ++i) {
+                const auto& f = t.backtrace[i];
+                fmt::print(out, "      #{:<2} {:#018x} {} ({})\n", i, f.pc,
+                           f.symbol.empty() ? "??" : f.symbol, f.object.empty() ? "?" : f.object);
+            }
+            if (t.backtrace.empty()) fmt::print(out, "      (no frames)\n");
+        }
     }
-    return "?";
+}
+
+void print_memory(const Image& img, const Process& p, std::FILE* out) {
+    size_t n = 0;
+    uint64_t size = 0, stored = 0;
+    for (const auto& v : img.vmas) {
+        if (v.pid != p.pid) continue;
+        ++n;
+        size += v.end - v.start;
+        stored += v.stored_pages * kPageSize;
+    }
+    if (n == 0) return;
+    fmt::print(out, "  memory ({} mappings, {}, {} stored):\n", n, fields::size_text(size),
+               fields::size_text(stored));
+    fmt::print(out, "    {:<25} {:<4} {:<11} {:>10} {:>10}  {}\n", "address", "perm", "kind", "size",
+               "stored", "path");
+    for (const auto& v : img.vmas) {
+        if (v.pid != p.pid) continue;
+        std::string line = fmt::format(
+            "    {:012x}-{:012x} {}{} {:<11} {:>10} {:>10}  {}", v.start, v.end, field<Vma>("prot", v.prot),
+            v.flags & MAP_SHARED ? 's' : 'p', fields::name_of(v.kind), fields::size_text(v.end - v.start),
+            fields::size_text(v.stored_pages * kPageSize), v.path);
+        while (line.back() == ' ') line.pop_back();
+        fmt::print(out, "{}\n", line);
+    }
+}
+
+void print_files(const Image& img, const Process& p, std::FILE* out) {
+    size_t n = 0;
+    for (const auto& f : img.fds) n += f.pid == p.pid;
+    if (n == 0) return;
+    fmt::print(out, "  files ({}):\n", n);
+    fmt::print(out, "    {:>4} {:<9} {:<24} {:>10}  {}\n", "fd", "kind", "flags", "pos", "path");
+    for (const auto& f : img.fds) {
+        if (f.pid != p.pid) continue;
+        std::string flags = field<Fd>("open_flags", f.open_flags);
+        if (f.fd_flags) flags += "|" + field<Fd>("fd_flags", f.fd_flags);
+        fmt::print(out, "    {:>4} {:<9} {:<24} {:>10}  {}{}\n", f.fd, fields::name_of(f.kind), flags,
+                   f.pos, f.path, f.dup_of >= 0 ? fmt::format(" (dup of {})", f.dup_of) : "");
+    }
+}
+
+void print_handlers(const Process& p, std::FILE* out) {
+    size_t n = 0;
+    for (const auto& sa : p.sigactions) n += sa.handler != 0;  // not SIG_DFL
+    if (n == 0) return;
+    fmt::print(out, "  signal handlers ({}, the others default):\n", n);
+    for (size_t i = 0; i < p.sigactions.size(); ++i) {
+        const auto& sa = p.sigactions[i];
+        if (sa.handler == 0) continue;
+        fmt::print(out, "    {:<12} {:<14} flags {}  mask {}\n", fields::signal_name(static_cast<int>(i + 1)),
+                   sa.handler == 1 ? std::string("SIG_IGN") : field<SigAction>("handler", sa.handler),
+                   field<SigAction>("flags", sa.flags), field<SigAction>("mask", sa.mask));
+    }
 }
 
 void print_text(const Image& img, const InfoOptions& opts, std::FILE* out) {
     const auto& h = img.header;
-    fmt::print(out, "image: format {}, by ckpt {}, kernel {}, data {}\n", kFormatVersion,
-               h.ckpt_version, h.kernel_release, size_text(img.end.data_size));
+    fmt::print(out, "image: format {}, by ckpt {}, kernel {}, created {}, data {}\n", kFormatVersion,
+               h.ckpt_version, h.kernel_release, time_text(h.created_unix_ns),
+               fields::size_text(img.end.data_size));
     for (const auto& p : img.processes) {
         std::string cmd;
         for (const auto& a : p.argv) cmd += (cmd.empty() ? "" : " ") + a;
         fmt::print(out, "process {} ({}): {}\n", p.pid, p.comm, cmd);
         fmt::print(out, "  exe {}  cwd {}  umask {:03o}  uid {}  gid {}\n", p.exe_path, p.cwd,
                    p.umask, p.creds.euid, p.creds.egid);
-        fmt::print(out, "  ppid {} pgid {} sid {}  brk {:#x}\n", p.ppid, p.pgid, p.sid, p.mm.brk);
-        fmt::print(out, "  threads:\n");
-        for (const auto& t : img.threads) {
-            if (t.pid != p.pid) continue;
-            user_regs_struct r{};
-            if (t.regs.size() == sizeof r) std::memcpy(&r, t.regs.data(), sizeof r);
-            std::string sys = t.syscall_nr >= 0 ? fmt::format(" in syscall {}{}", t.syscall_nr,
-                                                               t.restart != SyscallRestart::None ? " (restarts)" : "")
-                                                : "";
-            fmt::print(out, "    tid {} '{}' state {}{}  pc {:#x} sp {:#x}\n", t.tid, t.name, t.state,
-                       sys, r.rip, r.rsp);
-            if (opts.backtrace) {
-                for (size_t i = 0; i < t.backtrace.size(); ++i) {
-                    const auto& f = t.backtrace[i];
-                    fmt::print(out, "      #{:<2} {:#018x} {} ({})\n", i, f.pc,
-                               f.symbol.empty() ? "??" : f.symbol, f.object.empty() ? "?" : f.object);
-                }
-                if (t.backtrace.empty()) fmt::print(out, "      (no frames)\n");
-            }
-        }
-        fmt::print(out, "  memory:\n");
-        for (const auto& v : img.vmas) {
-            if (v.pid != p.pid) continue;
-            fmt::print(out, "    {:012x}-{:012x} {}{}{}{} {:<11} {:>10} stored {:>10}  {}\n", v.start, v.end,
-                       v.prot & PROT_READ ? 'r' : '-', v.prot & PROT_WRITE ? 'w' : '-',
-                       v.prot & PROT_EXEC ? 'x' : '-', v.flags & MAP_SHARED ? 's' : 'p',
-                       kind_name(v.kind), size_text(v.end - v.start), size_text(v.stored_pages * kPageSize),
-                       v.path);
-        }
-        fmt::print(out, "  files:\n");
-        for (const auto& f : img.fds) {
-            if (f.pid != p.pid) continue;
-            fmt::print(out, "    {:>4} {:<9} flags {:o} pos {}{}  {}\n", f.fd, fd_kind_name(f.kind),
-                       f.open_flags, f.pos, f.dup_of >= 0 ? fmt::format(" (dup of {})", f.dup_of) : "",
-                       f.path);
-        }
-        fmt::print(out, "  signal handlers:\n");
-        for (size_t i = 0; i < p.sigactions.size(); ++i) {
-            const auto& sa = p.sigactions[i];
-            if (sa.handler == 0) continue;  // SIG_DFL
-            const char* name = sigabbrev_np(static_cast<int>(i + 1));
-            fmt::print(out, "    SIG{:<8} {} flags {:#x} mask {:#x}\n",
-                       name ? name : fmt::format("{}", i + 1).c_str(),
-                       sa.handler == 1 ? std::string("SIG_IGN") : fmt::format("{:#x}", sa.handler),
-                       sa.flags, sa.mask);
-        }
+        fmt::print(out, "  ppid {} pgid {} sid {}  brk {}\n", p.ppid, p.pgid, p.sid,
+                   field<MmFields>("brk", p.mm.brk));
+        print_threads(img, p, opts, out);
+        print_memory(img, p, out);
+        print_files(img, p, out);
+        print_handlers(p, out);
     }
 }
 
@@ -199,19 +263,20 @@ void print_text(const Image& img, const InfoOptions& opts, std::FILE* out) {
 
 void print_info(const std::string& dir, const InfoOptions& opts, std::FILE* out) {
     Image img = read_image(dir);
+    if (opts.verify) verify_data(dir, img);  // before any output: damage is one error line
     if (!opts.json) {
         print_text(img, opts, out);
         return;
     }
     std::string s = "{\n  \"format_version\": " + std::to_string(kFormatVersion) + ",\n  \"header\": ";
-    JsonWriter(s).value(img.header);
+    json_record(s, img.header);
     json_array(s, "processes", img.processes);
     json_array(s, "threads", img.threads);
     json_array(s, "vmas", img.vmas);
     json_array(s, "page_runs", img.page_runs);
     json_array(s, "fds", img.fds);
     s += ",\n  \"end\": ";
-    JsonWriter(s).value(img.end);
+    json_record(s, img.end);
     s += "\n}\n";
     std::fputs(s.c_str(), out);
 }

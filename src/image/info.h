@@ -10,6 +10,7 @@ namespace ckpt::image {
 struct InfoOptions {
     bool json = false;
     bool backtrace = false;
+    bool verify = false;  // check every page checksum too (reads all of data.img)
 };
 
 void print_info(const std::string& dir, const InfoOptions& opts, std::FILE* out);

@@ -1,6 +1,7 @@
 #include "image/reader.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <xxhash.h>
@@ -10,6 +11,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "image/codec.h"
+#include "image/image_dir.h"
 
 namespace ckpt::image {
 
@@ -28,14 +30,83 @@ void check_preamble(const Preamble& pre, const char (&magic)[8], const std::stri
              kFormatVersion);
 }
 
+// Says why DIR is not a readable image directory, in the user's terms.
+void check_image_dir(const std::string& dir) {
+    struct stat st;
+    if (::stat(dir.c_str(), &st) != 0) {
+        if (errno == ENOENT) fail("cannot open image directory {}: no such directory", dir);
+        fail_errno("cannot open image directory {}", dir);
+    }
+    if (!S_ISDIR(st.st_mode)) fail("cannot open image directory {}: not a directory", dir);
+    std::string meta_path = dir + "/" + kMetaFile;
+    if (::access(meta_path.c_str(), R_OK) == 0) return;
+    if (errno != ENOENT) fail_errno("cannot read {}", meta_path);
+    std::string partial = dir + "/" + kMetaPartial;
+    std::string why;
+    if (::access(partial.c_str(), F_OK) == 0) {
+        // a dump holds the lock file for its whole life (image_dir.h)
+        UniqueFd lk(::open((dir + "/" + kLockFile).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+        if (lk && ::flock(lk.get(), LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK)
+            why = "; partial files of an unfinished dump are there: a dump is writing it now";
+        else
+            why = "; partial files of an unfinished dump are there: it was interrupted, the next "
+                  "dump into the directory removes them";
+    }
+    fail("{} holds no complete image ({} is missing{})", dir, kMetaFile, why);
+}
+
+// The image id a data file carries after its preamble.
+uint64_t data_image_id(const std::string& path) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) fail_errno("cannot open {}", path);
+    char head[sizeof(Preamble) + 8];
+    pread_exact(fd.get(), head, sizeof head, 0, path);
+    Preamble pre;
+    std::memcpy(&pre, head, sizeof pre);
+    check_preamble(pre, kDataMagic, path);
+    uint64_t id;
+    std::memcpy(&id, head + sizeof pre, sizeof id);
+    return id;
+}
+
 }  // namespace
 
+uint64_t meta_image_id(const std::string& dir) {
+    std::string path = dir + "/" + kMetaFile;
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) fail_errno("cannot open {}", path);
+    Preamble pre;
+    RecordHeader h;
+    pread_exact(fd.get(), &pre, sizeof pre, 0, path);
+    check_preamble(pre, kMetaMagic, path);
+    pread_exact(fd.get(), &h, sizeof h, sizeof pre, path);
+    if (h.type != static_cast<uint32_t>(RecordType::Header) || h.payload_size > 65536)
+        fail("{} is corrupt: first record is not a Header", path);
+    std::string payload(h.payload_size, '\0');
+    pread_exact(fd.get(), payload.data(), payload.size(), sizeof pre + sizeof h, path);
+    if (payload_checksum(RecordType::Header, payload.data(), payload.size()) != h.checksum)
+        fail("{} is corrupt: checksum mismatch in its Header record", path);
+    return decode<Header>(payload).image_id;
+}
+
+std::string data_file_for(const std::string& dir, uint64_t image_id) {
+    std::string data = dir + "/" + kDataFile;
+    std::string old = dir + "/" + kDataOld;
+    if (::access(old.c_str(), F_OK) != 0) return data;
+    try {
+        if (data_image_id(data) == image_id) return data;
+    } catch (const Error&) {
+    }
+    try {
+        if (data_image_id(old) == image_id) return old;
+    } catch (const Error&) {
+    }
+    return data;
+}
+
 Image read_image(const std::string& dir) {
-    struct stat st;
-    if (::stat(dir.c_str(), &st) != 0) fail_errno("cannot open image directory {}", dir);
+    check_image_dir(dir);
     std::string meta_path = dir + "/" + kMetaFile;
-    if (::access(meta_path.c_str(), F_OK) != 0)
-        fail("{} holds no complete image ({} is missing)", dir, kMetaFile);
     std::string meta = read_file(meta_path);
 
     if (meta.size() < sizeof(Preamble)) fail("{} is truncated (no preamble)", meta_path);
@@ -94,8 +165,10 @@ Image read_image(const std::string& dir) {
         fail("{}: page size {} is not supported", meta_path, img.header.page_size);
 
     // data.img: same image id, exactly the announced size, runs inside it.
-    std::string data_path = dir + "/" + kDataFile;
-    UniqueFd data = open_data(dir);
+    std::string data_path = data_file_for(dir, img.header.image_id);
+    UniqueFd data(::open(data_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!data) fail_errno("cannot open {}", data_path);
+    struct stat st;
     char head[sizeof(Preamble) + 8];
     pread_exact(data.get(), head, sizeof head, 0, data_path);
     std::memcpy(&pre, head, sizeof pre);
@@ -126,6 +199,8 @@ Image read_image(const std::string& dir) {
 
 UniqueFd open_data(const std::string& dir) {
     std::string data_path = dir + "/" + kDataFile;
+    if (::access((dir + "/" + kDataOld).c_str(), F_OK) == 0)
+        data_path = data_file_for(dir, meta_image_id(dir));
     UniqueFd data(::open(data_path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!data) fail_errno("cannot open {}", data_path);
     return data;
@@ -135,13 +210,16 @@ void verify_data(const std::string& dir, const Image& img) {
     if (img.end.data_size <= kDataHeaderSize) return;
     UniqueFd data = open_data(dir);
     void* p = ::mmap(nullptr, img.end.data_size, PROT_READ, MAP_PRIVATE, data.get(), 0);
-    if (p == MAP_FAILED) fail_errno("cannot map {}/{}", dir, kDataFile);
+    if (p == MAP_FAILED) fail_errno("cannot map the data of {}", dir);
     ::madvise(p, img.end.data_size, MADV_SEQUENTIAL);
     auto* base = static_cast<const char*>(p);
     std::string bad;
-    for (const auto& run : img.page_runs) {
+    for (size_t i = 0; i < img.page_runs.size(); ++i) {
+        const auto& run = img.page_runs[i];
         if (XXH3_64bits(base + run.data_offset, run.nr_pages * kPageSize) != run.checksum) {
-            bad = fmt::format("pages at {:#x} (pid {})", run.addr, run.pid);
+            bad = fmt::format("page run {} of {}: {} pages at {:#x} (pid {}), data offset {:#x}",
+                              i + 1, img.page_runs.size(), run.nr_pages, run.addr, run.pid,
+                              run.data_offset);
             break;
         }
     }

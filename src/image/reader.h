@@ -16,6 +16,13 @@ Image read_image(const std::string& dir);
 // Opens data.img of a validated image for reading.
 UniqueFd open_data(const std::string& dir);
 
+// The image id in meta.img's Header record (only that record is read and checked).
+uint64_t meta_image_id(const std::string& dir);
+
+// The data file of the image with this id: DIR/data.img, or, while an overwriting dump is
+// between its two renames, the previous image's data kept as DIR/.data.img.old.
+std::string data_file_for(const std::string& dir, uint64_t image_id);
+
 // Checks the XXH3 of every page run and unlinked-file content against data.img.
 void verify_data(const std::string& dir, const Image& img);
 

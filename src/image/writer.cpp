@@ -11,25 +11,29 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/log.h"
 
 namespace ckpt::image {
 
 namespace {
 
+// Stale temporaries of a crashed dump were removed by ImageDirLock, under the lock.
 UniqueFd create_private(const std::string& path) {
-    ::unlink(path.c_str());  // a stale temporary from a crashed dump
     UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!fd) fail_errno("cannot create {}", path);
     return fd;
 }
 
+void sync(int fd, const std::string& what) {
+    if (::fsync(fd) != 0) fail_errno("cannot sync {} to disk", what);
+}
+
 }  // namespace
 
-ImageWriter::ImageWriter(std::string dir) : dir_(std::move(dir)) {
-    if (::mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST)
-        fail_errno("cannot create image directory {}", dir_);
-    meta_tmp_ = dir_ + "/." + kMetaFile + ".partial";
-    data_tmp_ = dir_ + "/." + kDataFile + ".partial";
+ImageWriter::ImageWriter(std::string dir, Existing existing)
+    : dir_(std::move(dir), existing) {
+    meta_tmp_ = dir_.file(kMetaPartial);
+    data_tmp_ = dir_.file(kDataPartial);
     try {
         meta_ = create_private(meta_tmp_);
         data_ = create_private(data_tmp_);
@@ -110,16 +114,31 @@ void ImageWriter::commit() {
     End end{nr_records_, data_offset_};
     add(end);
     flush_meta();
-    // data first, meta last: meta.img existing means the image is complete.
-    std::string meta_final = dir_ + "/" + kMetaFile;
-    std::string data_final = dir_ + "/" + kDataFile;
-    if (::unlink(meta_final.c_str()) != 0 && errno != ENOENT)
-        fail_errno("cannot replace {}", meta_final);
-    if (::rename(data_tmp_.c_str(), data_final.c_str()) != 0)
-        fail_errno("cannot rename {} to {}", data_tmp_, data_final);
-    if (::rename(meta_tmp_.c_str(), meta_final.c_str()) != 0)
-        fail_errno("cannot rename {} to {}", meta_tmp_, meta_final);
+    // Durable before visible: after a crash, a meta.img in place must describe data that is
+    // on disk. The default dump kills its target right after this returns.
+    sync(data_.get(), data_tmp_);
+    sync(meta_.get(), meta_tmp_);
+    // Data first, meta last: meta.img existing means the image is complete. Between the two
+    // renames meta.img still describes the previous image (if any), whose data.img is being
+    // replaced: keep it as .data.img.old until the new meta.img is in place; readers fall
+    // back to it when data.img does not belong to meta.img (reader.cpp, data_file_for).
+    const int dfd = dir_.fd();
+    bool kept_old = false;
+    if (dir_.holds_image() && ::access(dir_.file(kMetaFile).c_str(), F_OK) == 0) {
+        if (::linkat(dfd, kDataFile, dfd, kDataOld, 0) == 0)
+            kept_old = true;
+        else if (errno != ENOENT)
+            fail_errno("cannot keep {} while replacing it", dir_.file(kDataFile));
+    }
+    if (::renameat(dfd, kDataPartial, dfd, kDataFile) != 0)
+        fail_errno("cannot rename {} to {}", data_tmp_, kDataFile);
+    if (::renameat(dfd, kMetaPartial, dfd, kMetaFile) != 0)
+        fail_errno("cannot rename {} to {}", meta_tmp_, kMetaFile);
     committed_ = true;
+    dir_.committed();
+    sync(dfd, dir_.path());
+    if (kept_old && ::unlinkat(dfd, kDataOld, 0) != 0)  // harmless: the next dump removes it
+        log::error("cannot remove {}: {}", dir_.file(kDataOld), errno_text(errno));
 }
 
 }  // namespace ckpt::image

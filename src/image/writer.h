@@ -1,7 +1,9 @@
 // Writes an image directory in one pass: records go to meta.img as they are produced, page
 // data is appended to data.img (by splice or write). Both are written under temporary names
-// and renamed only by commit(), data first and meta last, so an interrupted dump never
-// leaves a directory that looks like a complete image. Files are created with mode 0600.
+// and renamed only by commit(), once synced, data first and meta last, so an interrupted
+// dump never leaves a directory that looks like a complete image, and an interrupted
+// overwrite keeps the previous one. Files are created with mode 0600. The directory is
+// locked against other dumps for the writer's whole life (image_dir.h).
 #pragma once
 
 #include <cstdint>
@@ -10,13 +12,15 @@
 
 #include "common/fd.h"
 #include "image/codec.h"
+#include "image/image_dir.h"
 
 namespace ckpt::image {
 
 class ImageWriter {
   public:
-    explicit ImageWriter(std::string dir);
-    ~ImageWriter();  // removes the temporary files unless committed
+    explicit ImageWriter(std::string dir, Existing existing = Existing::Refuse);
+    // Unless committed: removes the temporary files, and the directory if it created it.
+    ~ImageWriter();
     ImageWriter(const ImageWriter&) = delete;
     ImageWriter& operator=(const ImageWriter&) = delete;
 
@@ -39,13 +43,15 @@ class ImageWriter {
     // through the page cache (after the target is released, so it costs no frozen time).
     void checksum_runs(std::vector<PageRun>& runs) const;
 
+    // Makes the image complete and durable: fsyncs both files, renames them into place
+    // (meta.img last), fsyncs the directory. Only then may a dump kill its target.
     void commit();
 
   private:
     void add_raw(RecordType type, const std::string& payload);
     void flush_meta();
 
-    std::string dir_;
+    ImageDirLock dir_;  // first: released last, after the temporaries are gone
     std::string meta_tmp_, data_tmp_;
     UniqueFd meta_, data_;
     std::string meta_buf_;

@@ -28,6 +28,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "image/reader.h"
+#include "restore/pid_in_use.h"
 #include "restore/restore_files.h"
 #include "restore/restorer_args.h"
 #include "tracer/ptrace.h"
@@ -208,7 +209,7 @@ pid_t clone_with_pid(pid_t pid) {
     args.set_tid_size = 1;
     long r = ::syscall(SYS_clone3, &args, sizeof args);
     if (r < 0) {
-        if (errno == EEXIST) fail("pid {} is in use: cannot restore with the same pid", pid);
+        if (errno == EEXIST) fail("{}: cannot restore with the same pid", pid_in_use(pid));
         fail_errno("cannot create a process with pid {}", pid);
     }
     return static_cast<pid_t>(r);
@@ -314,21 +315,14 @@ int restore(const RestoreOptions& opts) {
     if (tids.empty() || tids.front() != pid) fail("image of pid {} has no main thread", pid);
     for (pid_t tid : tids)
         if (tid != pid && ::kill(tid, 0) == 0)
-            fail("thread id {} of pid {} is in use: cannot restore with the same ids", tid, pid);
+            fail("{} (a thread of pid {}): cannot restore with the same ids",
+                 pid_in_use(tid, "thread id"), pid);
     if ((img.header.xfeatures & ~read_xcr0()) != 0)
         fail("this CPU lacks register state the image has (xfeatures {:#x}, CPU {:#x})",
              img.header.xfeatures, read_xcr0());
     check_vdso_compatible(img, pid, find_current_vdso());
-    if (::kill(pid, 0) == 0 || errno != ESRCH) {
-        std::string who;
-        try {
-            who = read_file(fmt::format("/proc/{}/comm", pid));
-            while (!who.empty() && who.back() == '\n') who.pop_back();
-        } catch (const Error&) {
-        }
-        fail("pid {} is in use{}: cannot restore with the same pid", pid,
-             who.empty() ? "" : fmt::format(" by '{}'", who));
-    }
+    if (::kill(pid, 0) == 0 || errno != ESRCH)
+        fail("{}: cannot restore with the same pid", pid_in_use(pid));
 
     int err_pipe[2], go_pipe[2];
     if (::pipe2(err_pipe, O_CLOEXEC) != 0 || ::pipe2(go_pipe, O_CLOEXEC) != 0) fail_errno("pipe");

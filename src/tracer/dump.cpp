@@ -159,6 +159,9 @@ image::Thread collect_thread(pid_t pid, const FrozenThread& ft) {
 
 void dump(const DumpOptions& opts) {
     auto t_start = Clock::now();
+    // Before the target is touched: the image directory is locked and checked first, and
+    // released last.
+    image::ImageWriter out(opts.dir, opts.overwrite ? image::Existing::Replace : image::Existing::Refuse);
     FrozenProcess frozen(opts.pid);
     audit(frozen);  // refuse state ckpt cannot save before anything is written or injected
     auto t_frozen = Clock::now();
@@ -183,7 +186,6 @@ void dump(const DumpOptions& opts) {
     }
     fault::point("collect");
 
-    image::ImageWriter out(opts.dir);
     std::vector<image::Fd> fds = dump_files(pid, out);
     fault::point("files");
 

@@ -12,6 +12,7 @@ struct DumpOptions {
     std::string dir;
     bool leave_running = false;
     bool print_stats = false;  // key=value lines on stdout, for tools/ benchmarks
+    bool overwrite = false;    // replace an image already in dir (once the new one is complete)
 };
 
 // Throws ckpt::Error on failure; the target is then running exactly as before.

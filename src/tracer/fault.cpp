@@ -31,11 +31,15 @@ constexpr std::array<Step, 15> kSteps = {{
 }};
 
 std::string_view armed;
-bool kill_mode = false;
+enum class Mode { Error, Kill, Stop } mode = Mode::Error;
 
 void hit(std::string_view step) {
     if (armed.empty() || armed != step) return;
-    if (kill_mode) ::kill(::getpid(), SIGKILL);
+    switch (mode) {
+        case Mode::Kill: ::kill(::getpid(), SIGKILL); break;
+        case Mode::Stop: ::raise(SIGSTOP); return;
+        case Mode::Error: break;
+    }
     fail("injected fault at dump step '{}'", step);
 }
 
@@ -45,15 +49,18 @@ std::span<const Step> dump_steps() { return kSteps; }
 
 void arm(std::string_view spec) {
     std::string_view step = spec;
-    kill_mode = false;
-    if (spec.ends_with(":kill")) {
-        step = spec.substr(0, spec.size() - 5);
-        kill_mode = true;
+    mode = Mode::Error;
+    for (auto [suffix, m] : {std::pair{std::string_view(":kill"), Mode::Kill}, std::pair{std::string_view(":stop"), Mode::Stop}}) {
+        if (spec.size() > suffix.size() && spec.ends_with(suffix)) {
+            step = spec.substr(0, spec.size() - suffix.size());
+            mode = m;
+        }
     }
     auto it = std::find_if(kSteps.begin(), kSteps.end(), [&](const Step& s) { return s.name == step; });
     if (it == kSteps.end())
         fail("unknown fault-injection step '{}' (see --list-fault-steps)", step);
-    if (it->kill_only && !kill_mode) fail("fault-injection step '{}' only exists as '{}:kill'", step, step);
+    if (it->kill_only && mode == Mode::Error)
+        fail("fault-injection step '{}' only exists as '{}:kill' or '{}:stop'", step, step, step);
     armed = it->name;
 }
 
@@ -63,7 +70,7 @@ void point(std::string_view step) {
 }
 
 void kill_point(std::string_view step) {
-    if (kill_mode) hit(step);
+    if (mode != Mode::Error) hit(step);
 }
 
 }  // namespace ckpt::fault

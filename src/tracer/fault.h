@@ -18,13 +18,15 @@ struct Step {
 // Every step a dump passes through, in order.
 std::span<const Step> dump_steps();
 
-// Arms injection for "STEP" or "STEP:kill"; throws on an unknown step name.
+// Arms injection for "STEP", "STEP:kill" or "STEP:stop" (ckpt stops itself with SIGSTOP
+// there, so that a test can SIGKILL or SIGCONT it at an exact moment); throws on an
+// unknown step name.
 void arm(std::string_view spec);
 
 // Called at each step; throws a ckpt::Error (or kills ckpt) if this step is armed. Also the
 // place where a dump notices that ckpt was asked to stop (SIGINT, SIGTERM, SIGHUP).
 void point(std::string_view step);
-// A step that only the kill mode may arm.
+// A step that only the kill and stop modes may arm.
 void kill_point(std::string_view step);
 
 }  // namespace ckpt::fault

@@ -179,11 +179,21 @@ TEST(ImageRoundTrip, FilesArePrivateAndNothingElseIsLeft) {
     EXPECT_EQ(st.st_mode & 077, 0u) << "image directory is created 0700";
 }
 
-TEST(ImageRoundTrip, SecondCommitReplacesTheImage) {
+TEST(ImageRoundTrip, SecondCommitReplacesTheImageOnlyWhenAskedTo) {
     TempDir t;
     const std::string dir = t.sub("img");
-    write_sample_image(dir, 0);
-    SampleImage second = write_sample_image(dir, 1);
+    SampleImage first = write_sample_image(dir, 0);
+    std::string msg = error_of([&] { ImageWriter w(dir); });
+    EXPECT_TRUE(contains(msg, dir + " already holds an image (meta.img); use --overwrite")) << msg;
+    EXPECT_TRUE(same_image(read_image(dir), first.img));
+    EXPECT_EQ(list_dir(dir), (std::vector<std::string>{"data.img", "meta.img"}));
+    // data.img alone is an image too (its meta.img may have been lost)
+    fs::rename(meta_of(dir), t.sub("meta-aside"));
+    msg = error_of([&] { ImageWriter w(dir); });
+    EXPECT_TRUE(contains(msg, "already holds an image (data.img)")) << msg;
+    fs::rename(t.sub("meta-aside"), meta_of(dir));
+
+    SampleImage second = write_sample_image(dir, 1, Existing::Replace);
     Image img = read_image(dir);
     EXPECT_TRUE(same_image(img, second.img));
     EXPECT_NO_THROW(verify_data(dir, img));
@@ -316,16 +326,35 @@ TEST(ImageAtomicity, WriterWithoutCommitLeavesNothing) {
         EXPECT_FALSE(fs::exists(data_of(dir)));
         std::string msg = error_of([&] { read_image(dir); });
         EXPECT_TRUE(contains(msg, "no complete image")) << msg;
+        EXPECT_TRUE(contains(msg, "partial files of an unfinished dump are there")) << msg;
+    }
+    // the writer created the directory: it is gone again
+    EXPECT_FALSE(fs::exists(dir));
+    std::string msg = error_of([&] { read_image(dir); });
+    EXPECT_TRUE(contains(msg, "no such directory")) << msg;
+
+    // a directory that was there before stays, empty
+    ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+    {
+        ImageWriter w(dir);
+        write_some_records(w);
     }
     EXPECT_EQ(list_dir(dir), std::vector<std::string>{});
-    std::string msg = error_of([&] { read_image(dir); });
-    EXPECT_TRUE(contains(msg, "no complete image")) << msg;
-    EXPECT_TRUE(contains(msg, "meta.img is missing")) << msg;
+    msg = error_of([&] { read_image(dir); });
+    EXPECT_TRUE(contains(msg, "no complete image (meta.img is missing)")) << msg;
 }
 
 TEST(ImageAtomicity, ExceptionWhileWritingLeavesNothing) {
     TempDir t;
     const std::string dir = t.sub("img");
+    try {
+        ImageWriter w(dir);
+        write_some_records(w);
+        throw std::runtime_error("dump failed");
+    } catch (const std::runtime_error&) {
+    }
+    EXPECT_FALSE(fs::exists(dir));
+    ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
     try {
         ImageWriter w(dir);
         write_some_records(w);
@@ -341,7 +370,7 @@ TEST(ImageAtomicity, AbandonedWriterKeepsThePreviousImage) {
     const std::string dir = t.sub("img");
     SampleImage old = write_sample_image(dir);
     {
-        ImageWriter w(dir);
+        ImageWriter w(dir, Existing::Replace);
         write_some_records(w);
     }
     EXPECT_EQ(list_dir(dir), (std::vector<std::string>{"data.img", "meta.img"}));
@@ -365,15 +394,119 @@ TEST(ImageAtomicity, StaleTemporariesAreReplaced) {
 }
 
 TEST(ImageAtomicity, FailedConstructionLeavesNoTemporaries) {
-    // The data temporary cannot be created (a directory is in the way): the constructor
-    // throws, and must not leave the meta temporary behind.
+    // A stale temporary cannot be removed (a directory is in the way): the constructor
+    // throws, and must leave neither a temporary nor its lock file behind.
     TempDir t;
     const std::string dir = t.sub("img");
     ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
     ASSERT_EQ(::mkdir((dir + "/.data.img.partial").c_str(), 0700), 0);
     std::string msg = error_of([&] { ImageWriter w(dir); });
-    EXPECT_TRUE(contains(msg, "cannot create")) << msg;
+    EXPECT_TRUE(contains(msg, "cannot remove the partial file " + dir + "/.data.img.partial")) << msg;
     EXPECT_EQ(list_dir(dir), std::vector<std::string>{".data.img.partial"});
+}
+
+// ---- the image directory: lock, refusal, repair --------------------------------------------
+
+TEST(ImageDir, SecondWriterIsRefusedWhileTheFirstHoldsTheLock) {
+    TempDir t;
+    const std::string dir = t.sub("img");
+    {
+        ImageWriter first(dir);
+        // flock belongs to the open file: a second writer in this process conflicts too
+        std::string msg = error_of([&] { ImageWriter second(dir); });
+        EXPECT_TRUE(contains(msg, fmt::format("{} is being written by another dump (pid {})", dir,
+                                              ::getpid())))
+            << msg;
+        EXPECT_EQ(read_bytes(dir + "/.ckpt.lock"), fmt::format("{}\n", ::getpid()));
+        // the refused writer left the first one's files alone
+        EXPECT_EQ(list_dir(dir), (std::vector<std::string>{".ckpt.lock", ".data.img.partial",
+                                                           ".meta.img.partial"}));
+        write_some_records(first);
+        first.commit();
+    }
+    EXPECT_EQ(list_dir(dir), (std::vector<std::string>{"data.img", "meta.img"}));
+    EXPECT_NO_THROW(read_image(dir));
+}
+
+TEST(ImageDir, LockFileOfADeadDumpIsTakenOver) {
+    // a dump killed with SIGKILL leaves its lock file (unlocked: the kernel dropped the flock)
+    TempDir t;
+    const std::string dir = t.sub("img");
+    ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+    write_bytes(dir + "/.ckpt.lock", "999999\n");
+    write_bytes(dir + "/.meta.img.partial", "partial");
+    SampleImage s = write_sample_image(dir);
+    EXPECT_TRUE(same_image(read_image(dir), s.img));
+    EXPECT_EQ(list_dir(dir), (std::vector<std::string>{"data.img", "meta.img"}));
+}
+
+TEST(ImageDir, NotADirectoryIsSaid) {
+    TempDir t;
+    const std::string file = t.sub("file");
+    write_bytes(file, "x");
+    std::string msg = error_of([&] { ImageWriter w(file); });
+    EXPECT_TRUE(contains(msg, file + ": not a directory")) << msg;
+    msg = error_of([&] { read_image(file); });
+    EXPECT_TRUE(contains(msg, "cannot open image directory " + file + ": not a directory")) << msg;
+    EXPECT_EQ(read_bytes(file), "x");
+}
+
+TEST(ImageDir, MetaThatCannotBeReadIsSaid) {
+    TempDir t;
+    const std::string dir = t.sub("img");
+    write_sample_image(dir);
+    fs::remove(meta_of(dir));
+    ASSERT_EQ(::mkdir(meta_of(dir).c_str(), 0700), 0);  // root reads anything: EISDIR instead
+    std::string msg = error_of([&] { read_image(dir); });
+    EXPECT_FALSE(contains(msg, "no complete image")) << msg;
+    EXPECT_TRUE(contains(msg, meta_of(dir))) << msg;
+}
+
+TEST(ImageDir, InterruptedOverwriteKeepsThePreviousImage) {
+    // An overwrite that died between its two renames: data.img is the new image's,
+    // meta.img and .data.img.old the old one's. Readers use the old image; the next dump
+    // puts its data back.
+    TempDir t;
+    const std::string dir = t.sub("img"), other = t.sub("new");
+    SampleImage old = write_sample_image(dir, 0);
+    write_sample_image(other, 1);
+    fs::rename(data_of(dir), dir + "/.data.img.old");
+    fs::copy_file(data_of(other), data_of(dir));
+    Image img = read_image(dir);
+    EXPECT_TRUE(same_image(img, old.img));
+    EXPECT_NO_THROW(verify_data(dir, img));
+    EXPECT_EQ(meta_image_id(dir), old.img.header.image_id);
+    EXPECT_EQ(data_file_for(dir, old.img.header.image_id), dir + "/.data.img.old");
+
+    // the next dump (here: one that fails) repairs the directory first
+    {
+        ImageWriter w(dir, Existing::Replace);
+        write_some_records(w);
+    }
+    EXPECT_EQ(list_dir(dir), (std::vector<std::string>{"data.img", "meta.img"}));
+    img = read_image(dir);
+    EXPECT_TRUE(same_image(img, old.img));
+    EXPECT_NO_THROW(verify_data(dir, img));
+
+    // and a plain dump still refuses the repaired image
+    std::string msg = error_of([&] { ImageWriter w(dir); });
+    EXPECT_TRUE(contains(msg, "already holds an image")) << msg;
+}
+
+TEST(ImageDir, LeftoverOldDataOfACompletedOverwriteIsRemoved) {
+    // died after the second rename, before removing .data.img.old: the new image is complete
+    TempDir t;
+    const std::string dir = t.sub("img");
+    write_sample_image(dir, 0);
+    write_bytes(dir + "/.data.img.old", read_bytes(data_of(dir)));
+    SampleImage now = write_sample_image(dir, 1, Existing::Replace);
+    write_bytes(dir + "/.data.img.old", "stale");
+    EXPECT_TRUE(same_image(read_image(dir), now.img));
+    {
+        ImageWriter w(dir, Existing::Replace);
+    }
+    EXPECT_EQ(list_dir(dir), (std::vector<std::string>{"data.img", "meta.img"}));
+    EXPECT_TRUE(same_image(read_image(dir), now.img));
 }
 
 TEST(ImageAtomicity, MissingDirectoryIsAClearError) {

@@ -177,11 +177,11 @@ image::Vma vma(int32_t pid, uint64_t start, uint64_t end, uint32_t prot, uint32_
 
 }  // namespace
 
-SampleImage write_sample_image(const std::string& dir, unsigned variant) {
+SampleImage write_sample_image(const std::string& dir, unsigned variant, image::Existing existing) {
     using namespace image;
     const int32_t pid = 27934 + static_cast<int32_t>(variant);
     SampleImage s;
-    ImageWriter w(dir);
+    ImageWriter w(dir, existing);
 
     Header& h = s.img.header;
     h.image_id = w.image_id();

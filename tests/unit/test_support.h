@@ -17,6 +17,7 @@
 #include "image/codec.h"
 #include "image/format.h"
 #include "image/image.h"
+#include "image/image_dir.h"
 
 namespace ckpt::test {
 
@@ -165,7 +166,8 @@ struct SampleImage {
 
 // Writes the sample image into dir and commits it. `variant` changes the data a little so
 // that two images differ.
-SampleImage write_sample_image(const std::string& dir, unsigned variant = 0);
+SampleImage write_sample_image(const std::string& dir, unsigned variant = 0,
+                               image::Existing existing = image::Existing::Refuse);
 
 // Offsets of the records in meta.img (parsed here from format.h's layout, not by the reader).
 struct RecordSpan {
