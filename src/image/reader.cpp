@@ -116,9 +116,18 @@ Image read_image(const std::string& dir) {
             fail("{} is corrupt: page run at {:#x} points outside data.img", dir, run.addr);
     }
     for (const auto& fd : img.fds) {
-        if (fd.kind == FdKind::Unlinked && fd.dup_of < 0 &&
-            (fd.data_offset < kDataHeaderSize || fd.data_offset > img.end.data_size ||
-             fd.size > img.end.data_size - fd.data_offset))
+        if (fd.kind != FdKind::Unlinked || fd.dup_of >= 0) continue;
+        // extents ascending, inside the file, and their bytes inside data.img
+        uint64_t stored = 0, end = 0;
+        for (const auto& e : fd.extents) {
+            if (e.offset < end || e.length > fd.size || e.offset > fd.size - e.length ||
+                e.length > img.end.data_size - stored)
+                fail("{} is corrupt: extents of the unlinked file of fd {} overlap or overflow", dir, fd.fd);
+            end = e.offset + e.length;
+            stored += e.length;
+        }
+        if (fd.data_offset < kDataHeaderSize || fd.data_offset > img.end.data_size ||
+            stored > img.end.data_size - fd.data_offset)
             fail("{} is corrupt: content of fd {} points outside data.img", dir, fd.fd);
     }
     return img;
@@ -148,7 +157,7 @@ void verify_data(const std::string& dir, const Image& img) {
     if (bad.empty()) {
         for (const auto& fd : img.fds) {
             if (fd.kind == FdKind::Unlinked && fd.dup_of < 0 &&
-                XXH3_64bits(base + fd.data_offset, fd.size) != fd.checksum) {
+                XXH3_64bits(base + fd.data_offset, stored_bytes(fd)) != fd.checksum) {
                 bad = fmt::format("content of unlinked file behind fd {} (pid {})", fd.fd,
                                   fd.pid);
                 break;

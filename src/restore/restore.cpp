@@ -28,6 +28,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "image/reader.h"
+#include "restore/file_check.h"
 #include "restore/restore_files.h"
 #include "restore/restorer_args.h"
 #include "tracer/ptrace.h"
@@ -136,11 +137,6 @@ int child_err_fd = -1;
             if (it == opened.end()) {
                 int fd = ::open(v.path.c_str(), (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
                 if (fd < 0) fail_errno("cannot open mapped file {}", v.path);
-                struct stat st;
-                if (::fstat(fd, &st) != 0) fail_errno("cannot stat {}", v.path);
-                if (st.st_ino != v.ino || st.st_dev != v.dev)
-                    fail("mapped file {} was replaced since the dump (inode {} now, {} then)",
-                         v.path, st.st_ino, v.ino);
                 fd = lift_fd(fd, floor);
                 close_fds.push_back(fd);
                 it = opened.emplace(key, fd).first;
@@ -329,6 +325,8 @@ int restore(const RestoreOptions& opts) {
         fail("pid {} is in use{}: cannot restore with the same pid", pid,
              who.empty() ? "" : fmt::format(" by '{}'", who));
     }
+
+    check_files(img, opts.allow_changed_files);
 
     int err_pipe[2], go_pipe[2];
     if (::pipe2(err_pipe, O_CLOEXEC) != 0 || ::pipe2(go_pipe, O_CLOEXEC) != 0) fail_errno("pipe");

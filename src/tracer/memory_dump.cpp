@@ -13,6 +13,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "tracer/file_identity.h"
 #include "tracer/proc_parse.h"
 
 namespace ckpt::tracer {
@@ -231,6 +232,7 @@ std::vector<Vma> collect_vmas(pid_t pid) {
     std::vector<Vma> out;
     out.reserve(maps.size());
     for (const auto& m : maps) out.push_back(classify(pid, m, vmflags[m.start]));
+    identify_mapped_files(pid, out);
     return out;
 }
 
