@@ -714,9 +714,40 @@ TEST(ImageReferences, UnlinkedContentOutsideDataIsRefused) {
         f.path = "/tmp/x (deleted)";
         f.data_offset = c.offset;
         f.size = c.size;
+        f.extents = {{0, c.size}};
         write_image_with(dir, {}, {f});
         std::string msg = error_of([&] { read_image(dir); });
         EXPECT_TRUE(contains(msg, "content of fd 9 points outside data.img")) << c.what << ": " << msg;
+    }
+}
+
+TEST(ImageReferences, BadUnlinkedExtentsAreRefused) {
+    TempDir t;
+    struct Case {
+        const char* what;
+        uint64_t size;
+        std::vector<FileExtent> extents;
+    } cases[] = {
+        {"past the end of the file", 100, {{50, 51}}},
+        {"offset + length wraps", 100, {{~0ULL - 9, 20}}},
+        {"overlapping", 100, {{0, 10}, {5, 10}}},
+        {"out of order", 100, {{50, 10}, {0, 10}}},
+        {"more bytes than data.img", ~0ULL, {{0, ~0ULL}}},
+    };
+    int n = 0;
+    for (const auto& c : cases) {
+        std::string dir = t.sub("img" + std::to_string(n++));
+        Fd f;
+        f.pid = 3;
+        f.fd = 9;
+        f.kind = FdKind::Unlinked;
+        f.path = "/tmp/x (deleted)";
+        f.data_offset = kDataHeaderSize;
+        f.size = c.size;
+        f.extents = c.extents;
+        write_image_with(dir, {}, {f});
+        std::string msg = error_of([&] { read_image(dir); });
+        EXPECT_TRUE(contains(msg, "extents of the unlinked file of fd 9")) << c.what << ": " << msg;
     }
 }
 
