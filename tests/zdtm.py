@@ -67,6 +67,7 @@ TESTS = {
     "fpu": {},
     "unlinked_sparse": {"max_data_bytes": 16 << 20},  # a 1 GiB file with 13 KiB of data
     "unlinked_shared": {},
+    "unlinked_mmap": {},
     "changed_file": {},
     # multi-threaded (tests/programs/threads_*.c)
     "threads_mutex": {},

@@ -292,6 +292,13 @@ struct FileExtent {
     }
 };
 
+// Bytes of an unlinked file's content in data.img (the sum of its extents).
+inline uint64_t stored_bytes(const std::vector<FileExtent>& extents) {
+    uint64_t n = 0;
+    for (const auto& e : extents) n += e.length;
+    return n;
+}
+
 enum class VmaKind : uint32_t {
     Anon = 0,        // private or shared anonymous memory
     File = 1,        // a mapping of a file
@@ -326,6 +333,12 @@ struct Vma {
     uint64_t dev = 0, ino = 0;
     uint64_t stored_pages = 0;  // pages of this VMA in data.img (for info)
     FileStat file;              // File: the mapped file's identity
+    // File deleted while mapped (path ends in " (deleted)"): its content is in data.img like
+    // an unlinked Fd's, shared with every Fd and Vma of the same inode (file.dev, file.ino).
+    uint32_t unlinked = 0;
+    uint64_t data_offset = 0;
+    uint64_t checksum = 0;
+    std::vector<FileExtent> extents;
 
     template <typename V> void visit(V& v) {
         v("pid", pid);
@@ -341,6 +354,10 @@ struct Vma {
         v("ino", ino);
         v("stored_pages", stored_pages);
         v("file", file);
+        v("unlinked", unlinked);
+        v("data_offset", data_offset);
+        v("checksum", checksum);
+        v("extents", extents);
     }
 };
 
@@ -410,13 +427,6 @@ struct Fd {
         v("extents", extents);
     }
 };
-
-// Bytes of an unlinked file's content in data.img (the sum of its extents).
-inline uint64_t stored_bytes(const Fd& f) {
-    uint64_t n = 0;
-    for (const auto& e : f.extents) n += e.length;
-    return n;
-}
 
 struct End {
     static constexpr RecordType kType = RecordType::End;

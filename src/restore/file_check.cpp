@@ -77,7 +77,8 @@ void check_files(const image::Image& img, bool allow_changed) {
         if (f.kind == image::FdKind::Regular && f.dup_of < 0 && seen.insert(f.path).second)
             files.push_back({f.path, f.file});
     for (const auto& v : img.vmas)
-        if (v.kind == image::VmaKind::File && seen.insert(v.path).second) files.push_back({v.path, v.file});
+        if (v.kind == image::VmaKind::File && !v.unlinked && seen.insert(v.path).second)
+            files.push_back({v.path, v.file});
     for (const auto& e : files) check_one(e, allow_changed);
 }
 

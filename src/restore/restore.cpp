@@ -122,6 +122,8 @@ int child_err_fd = -1;
         if (exe_fd < 0) fail_errno("cannot open the executable {}", proc.exe_path);
         exe_fd = lift_fd(exe_fd, floor);
 
+        FilesOptions fo{s.opts.dir, s.opts.shell_job, shell_tty, data_fd};
+        UnlinkedFiles unlinked(img, pid, fo);  // deleted files, for mappings and fds alike
         std::vector<int> vma_fds;
         std::vector<int> close_fds = {data_fd, exe_fd, err_w};
         std::map<std::string, int> opened;
@@ -132,10 +134,12 @@ int child_err_fd = -1;
                 continue;
             }
             bool rw = (v.flags & MAP_SHARED) && (v.prot & PROT_WRITE);
-            std::string key = v.path + (rw ? "\1" : "");
+            std::string key = v.unlinked ? fmt::format("\2{}:{}:{}", v.file.dev, v.file.ino, v.path)
+                                         : v.path + (rw ? "\1" : "");
             auto it = opened.find(key);
             if (it == opened.end()) {
-                int fd = ::open(v.path.c_str(), (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+                int fd = v.unlinked ? unlinked.open_mapping(v)
+                                    : ::open(v.path.c_str(), (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
                 if (fd < 0) fail_errno("cannot open mapped file {}", v.path);
                 fd = lift_fd(fd, floor);
                 close_fds.push_back(fd);
@@ -148,6 +152,7 @@ int child_err_fd = -1;
         // Close everything else, then open the program's descriptors at their numbers.
         for (int fd = 0; fd < floor; ++fd) ::close(fd);
         std::vector<int> keep = close_fds;
+        for (int fd : unlinked.held_fds()) keep.push_back(fd);
         std::sort(keep.begin(), keep.end());
         int next = floor;
         for (int k : keep) {
@@ -156,8 +161,7 @@ int child_err_fd = -1;
         }
         ::syscall(SYS_close_range, next, ~0u, 0);
 
-        FilesOptions fo{s.opts.dir, s.opts.shell_job, shell_tty, data_fd};
-        restore_fd_table(img, pid, fo);
+        restore_fd_table(img, pid, fo, unlinked);
         if (proc.root != "/") fail("restoring a process with a changed root ({}) is not supported yet", proc.root);
         if (::chdir(proc.cwd.c_str()) != 0) fail_errno("cannot change to working directory {}", proc.cwd);
         ::umask(proc.umask);

@@ -181,6 +181,7 @@ void dump(const DumpOptions& opts) {
 
     image::ImageWriter out(opts.dir);
     std::vector<image::Fd> fds = dump_files(pid, out);
+    save_unlinked_mappings(pid, vmas, fds, out);
     fault::point("files");
 
     MemoryStats mstats;

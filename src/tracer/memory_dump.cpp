@@ -80,8 +80,6 @@ Vma classify(pid_t pid, const proc::MapsEntry& m, const std::vector<std::string>
         unsupported("System V shared memory");
     } else if (m.path.starts_with("/memfd:")) {
         unsupported("memfd mapping");
-    } else if (m.path.ends_with(" (deleted)")) {
-        unsupported("mapping of a deleted file");
     } else if (m.path.starts_with("/")) {
         v.kind = VmaKind::File;
     } else {
