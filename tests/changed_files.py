@@ -209,6 +209,37 @@ def case_exe_patched(ctx):
     ctx.restore_and_pass(before, ["--allow-changed-files"])
 
 
+def case_exe_deleted(ctx):
+    """The executable deleted (or replaced, as by an upgrade) while it runs: the dump is
+    refused, and the target runs on unharmed."""
+    bindir = os.path.join(ctx.tmp, "bin")
+    os.mkdir(bindir)
+    exe = os.path.join(bindir, "zt_counter")
+    shutil.copy2(os.path.join(ctx.args.bindir, "zt_counter"), exe)
+    ctx.prog = ztlib.Program("counter", bindir, ctx.work)
+    ctx.prog.wait_ready(ctx.deadline.timeout(10))
+    os.unlink(exe)
+    before = ztlib.visible_state(ctx.prog.pid)
+    res = ctx.ckpt.run(["dump", "--pid", ctx.prog.pid, "-o", ctx.img], "dump", ctx.deadline.timeout(CMD_TIMEOUT))
+    ztlib.check_clean_error(res, "dump of a process whose executable was deleted")
+    if "executable" not in res.err or exe not in res.err:
+        raise TestFailure("the refusal does not name the executable: %s" % res.err.strip())
+    ctx.step("dump refused: %s" % res.err.strip())
+    bad = ztlib.traced_or_stopped(ctx.prog.pid)
+    if ctx.prog.proc.poll() is not None or bad:
+        raise TestFailure("the target was harmed by the refused dump: %s" % (bad or "it died"))
+    problems = ztlib.compare_state(before, ztlib.visible_state(ctx.prog.pid), False)
+    if problems:
+        raise TestFailure("the refused dump changed the target:\n  " + ztlib.state_problems_text(problems))
+    os.kill(ctx.prog.pid, signal.SIGTERM)
+    try:
+        rc = ctx.prog.proc.wait(timeout=ctx.deadline.timeout(20))
+    except subprocess.TimeoutExpired:
+        raise TestFailure("the target did not exit after SIGTERM")
+    ctx.prog.check_result(ztlib.describe_rc(rc), rc == 0)
+    ctx.step("the target still passes")
+
+
 CASES = {
     "truncated": case_truncated,
     "grown": case_grown,
@@ -217,6 +248,7 @@ CASES = {
     "removed": case_removed,
     "replaced-identical": case_replaced_identical,
     "exe-patched": case_exe_patched,
+    "exe-deleted": case_exe_deleted,
 }
 
 

@@ -203,6 +203,14 @@ std::vector<image::Fd> dump_files(pid_t pid, image::ImageWriter& out) {
 
 void save_unlinked_mappings(pid_t pid, std::vector<image::Vma>& vmas, const std::vector<image::Fd>& fds,
                             image::ImageWriter& out) {
+    // The executable is reopened by path for PR_SET_MM_EXE_FILE, which a recreated deleted
+    // file open for writing cannot serve.
+    std::string exe_link = fmt::format("/proc/{}/exe", pid);
+    std::string exe = read_link(exe_link);
+    struct stat exe_st;
+    if (exe.ends_with(kDeleted) && ::stat(exe_link.c_str(), &exe_st) == 0 && is_unlinked(exe, exe_st))
+        fail("process {}: its executable {} was deleted or replaced since it started: not supported yet",
+             pid, exe.substr(0, exe.size() - kDeleted.size()));
     for (size_t i = 0; i < vmas.size(); ++i) {
         image::Vma& v = vmas[i];
         if (v.kind != image::VmaKind::File || !v.path.ends_with(kDeleted)) continue;
