@@ -644,7 +644,8 @@ TEST(ImageMismatch, DataFromAnotherImageIsRefused) {
 // ---- references into data.img --------------------------------------------------------------
 
 // A minimal valid image (one page of data) with extra page runs and fds.
-void write_image_with(const std::string& dir, const std::vector<PageRun>& runs, const std::vector<Fd>& fds) {
+void write_image_with(const std::string& dir, const std::vector<PageRun>& runs, const std::vector<Fd>& fds,
+                      const std::vector<Vma>& vmas = {}) {
     ImageWriter w(dir);
     Header h;
     h.image_id = w.image_id();
@@ -653,6 +654,7 @@ void write_image_with(const std::string& dir, const std::vector<PageRun>& runs, 
     w.add(sample_process(3));
     std::string page = binary_blob(kPageSize, 5);
     w.append_data(page.data(), page.size());
+    for (const auto& v : vmas) w.add(v);
     for (const auto& r : runs) w.add(r);
     for (const auto& f : fds) w.add(f);
     w.commit();
@@ -719,6 +721,36 @@ TEST(ImageReferences, UnlinkedContentOutsideDataIsRefused) {
         std::string msg = error_of([&] { read_image(dir); });
         EXPECT_TRUE(contains(msg, "content of fd 9 points outside data.img")) << c.what << ": " << msg;
     }
+}
+
+TEST(ImageReferences, DeletedMappingContentIsChecked) {
+    TempDir t;
+    Vma v;
+    v.pid = 3;
+    v.start = 0x10000;
+    v.end = 0x11000;
+    v.kind = VmaKind::File;
+    v.path = "/tmp/lib.so (deleted)";
+    v.unlinked = 1;
+    v.file.size = kPageSize;
+    v.extents = {{0, kPageSize}};
+    v.data_offset = kDataHeaderSize + 1;  // one byte too far: the page is not all there
+    std::string bad = t.sub("outside");
+    write_image_with(bad, {}, {}, {v});
+    std::string msg = error_of([&] { read_image(bad); });
+    EXPECT_TRUE(contains(msg, "content of the mapping at 0x10000 points outside data.img")) << msg;
+
+    v.data_offset = kDataHeaderSize;
+    v.checksum = XXH3_64bits(binary_blob(kPageSize, 5).data(), kPageSize);
+    std::string ok = t.sub("ok");
+    write_image_with(ok, {}, {}, {v});
+    EXPECT_NO_THROW(verify_data(ok, read_image(ok)));
+
+    v.checksum ^= 1;
+    std::string corrupt = t.sub("corrupt");
+    write_image_with(corrupt, {}, {}, {v});
+    msg = error_of([&] { verify_data(corrupt, read_image(corrupt)); });
+    EXPECT_TRUE(contains(msg, "checksum mismatch in content of the deleted file mapped at 0x10000")) << msg;
 }
 
 TEST(ImageReferences, BadUnlinkedExtentsAreRefused) {
