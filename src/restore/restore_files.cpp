@@ -99,10 +99,15 @@ void UnlinkedFiles::recreate(uint64_t dev, uint64_t ino) {
     if (tmp) {
         names.push_back(src.path);
     } else {
+        // The name is taken or its directory is gone: a nameless file, in the same directory
+        // if possible. Only the name /proc shows differs.
         size_t slash = src.path.rfind('/');
         std::string dir = slash == 0 || slash == std::string::npos ? std::string("/") : src.path.substr(0, slash);
-        tmp.reset(::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
-        if (!tmp) fail_errno("cannot recreate deleted file {}", src.path);
+        for (const std::string& d : {dir, std::string("/tmp"), std::string("/dev/shm")}) {
+            tmp.reset(::open(d.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+            if (tmp) break;
+        }
+        if (!tmp) fail_errno("cannot recreate deleted file {} (not even as an O_TMPFILE in {} or /tmp)", src.path, dir);
     }
     // Opens the file through `name` when that name could be made, so that /proc shows the
     // name the process had; returns the fd above every number the image uses.
