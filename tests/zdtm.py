@@ -49,6 +49,7 @@ from ztlib import TestFailure, log  # noqa: E402
 #   ready_timeout seconds to wait for READY
 #   restore_args  extra arguments for `ckpt restore`
 #   skip_state    visible-state fields not compared after a restore
+#   max_data_bytes  data.img must be at most this big (e.g. holes must not be stored)
 TESTS = {
     "counter": {},
     "heap_mmap": {},
@@ -64,6 +65,10 @@ TESTS = {
     "read_tty": {"pty": True, "input": b"hello ckpt\n", "restore_args": ["--shell-job"],
                  "skip_state": ("pgrp", "session")},
     "fpu": {},
+    "unlinked_sparse": {"max_data_bytes": 16 << 20},  # a 1 GiB file with 13 KiB of data
+    "unlinked_shared": {},
+    "unlinked_mmap": {},
+    "changed_file": {},
     # multi-threaded (tests/programs/threads_*.c)
     "threads_mutex": {},
     "threads_condvar": {},
@@ -82,7 +87,7 @@ TESTS = {
 }
 
 DEFAULTS = {"prog": None, "args": [], "pty": False, "input": None, "wait_file": None, "ready_timeout": 10,
-            "restore_args": [], "skip_state": ()}
+            "restore_args": [], "skip_state": (), "max_data_bytes": None}
 
 DUMP_TIMEOUT = 40          # one ckpt dump
 INFO_TIMEOUT = 20          # one ckpt info
@@ -158,6 +163,12 @@ class Run:
         except ValueError as e:
             raise TestFailure("`ckpt info --json` output is not JSON (%s):\n%s" % (e, ztlib.indent(res.out[:2000])))
         self.step("image ok (ckpt info, ckpt info --json)")
+        limit = self.opts["max_data_bytes"]
+        if limit is not None:
+            size = os.path.getsize(os.path.join(self.img, "data.img"))
+            if size > limit:
+                raise TestFailure("data.img is %d bytes, more than the %d expected" % (size, limit))
+            self.step("data.img is %d bytes (at most %d)" % (size, limit))
 
     def dump(self, leave_running):
         args = ["dump", "--pid", self.pid, "-o", self.img] + (["--leave-running"] if leave_running else [])

@@ -47,6 +47,9 @@ int main(int argc, char** argv) {
     r->add_flag("--shell-job", restore.shell_job, "Give the restored process this terminal");
     r->add_flag("--print-stats", restore.print_stats, "Print timing figures (key=value)");
     r->add_flag("-v,--verbose", verbose[2], "More diagnostics on stderr (-vv for debug)");
+    r->add_flag("--allow-changed-files", restore.allow_changed_files,
+                "Restore even if open or mapped files changed since the dump (size, mtime, "
+                "ELF build-id); each difference is still reported");
 
     ckpt::image::InfoOptions info;
     std::string info_dir;

@@ -259,6 +259,46 @@ struct Thread {
     }
 };
 
+// What identifies a file's content (and, for files saved by content, its attributes).
+// Recorded for every open regular file and every file mapping; restore compares it with
+// what is at the path then (see docs/files.md).
+struct FileStat {
+    uint64_t dev = 0, ino = 0;
+    uint32_t mode = 0, uid = 0, gid = 0;
+    uint64_t size = 0;
+    int64_t atime_ns = 0, mtime_ns = 0, ctime_ns = 0;
+    std::string build_id;  // raw bytes of an ELF file's GNU build-id note; empty if none
+
+    template <typename V> void visit(V& v) {
+        v("dev", dev);
+        v("ino", ino);
+        v("mode", mode);
+        v("uid", uid);
+        v("gid", gid);
+        v("size", size);
+        v("atime_ns", atime_ns);
+        v("mtime_ns", mtime_ns);
+        v("ctime_ns", ctime_ns);
+        v("build_id", build_id);
+    }
+};
+
+// A range of a file that holds data (SEEK_DATA..SEEK_HOLE); what lies between is a hole.
+struct FileExtent {
+    uint64_t offset = 0, length = 0;
+    template <typename V> void visit(V& v) {
+        v("offset", offset);
+        v("length", length);
+    }
+};
+
+// Bytes of an unlinked file's content in data.img (the sum of its extents).
+inline uint64_t stored_bytes(const std::vector<FileExtent>& extents) {
+    uint64_t n = 0;
+    for (const auto& e : extents) n += e.length;
+    return n;
+}
+
 enum class VmaKind : uint32_t {
     Anon = 0,        // private or shared anonymous memory
     File = 1,        // a mapping of a file
@@ -292,6 +332,13 @@ struct Vma {
     std::string path;     // file path, or the name shown in maps ("/dev/zero (deleted)")
     uint64_t dev = 0, ino = 0;
     uint64_t stored_pages = 0;  // pages of this VMA in data.img (for info)
+    FileStat file;              // File: the mapped file's identity
+    // File deleted while mapped (path ends in " (deleted)"): its content is in data.img like
+    // an unlinked Fd's, shared with every Fd and Vma of the same inode (file.dev, file.ino).
+    uint32_t unlinked = 0;
+    uint64_t data_offset = 0;
+    uint64_t checksum = 0;
+    std::vector<FileExtent> extents;
 
     template <typename V> void visit(V& v) {
         v("pid", pid);
@@ -306,6 +353,11 @@ struct Vma {
         v("dev", dev);
         v("ino", ino);
         v("stored_pages", stored_pages);
+        v("file", file);
+        v("unlinked", unlinked);
+        v("data_offset", data_offset);
+        v("checksum", checksum);
+        v("extents", extents);
     }
 };
 
@@ -349,7 +401,11 @@ struct Fd {
     uint64_t dev = 0, ino = 0, rdev = 0;
     uint64_t size = 0;
     uint64_t data_offset = 0;  // Unlinked: content in data.img
-    uint64_t checksum = 0;     // Unlinked: XXH3-64 of the content
+    uint64_t checksum = 0;     // Unlinked: XXH3-64 of the stored bytes
+    FileStat file;             // Regular, Unlinked: identity and attributes of the file
+    // Unlinked: the ranges holding data, stored back to back at data_offset; the rest of
+    // [0, size) is holes. Fds on one unlinked inode (same dev, ino) share one copy.
+    std::vector<FileExtent> extents;
 
     template <typename V> void visit(V& v) {
         v("pid", pid);
@@ -367,6 +423,8 @@ struct Fd {
         v("size", size);
         v("data_offset", data_offset);
         v("checksum", checksum);
+        v("file", file);
+        v("extents", extents);
     }
 };
 

@@ -69,6 +69,21 @@ uint64_t data_image_id(const std::string& path) {
     return id;
 }
 
+// The content of a file saved in data.img: extents ascending, inside the file, and their
+// bytes inside data.img. `what` names the fd or mapping.
+void check_content(uint64_t size, uint64_t data_offset, const std::vector<FileExtent>& extents,
+                   uint64_t data_size, const std::string& dir, const std::string& what) {
+    uint64_t stored = 0, end = 0;
+    for (const auto& e : extents) {
+        if (e.offset < end || e.length > size || e.offset > size - e.length || e.length > data_size - stored)
+            fail("{} is corrupt: extents of the unlinked file of {} overlap or overflow", dir, what);
+        end = e.offset + e.length;
+        stored += e.length;
+    }
+    if (data_offset < kDataHeaderSize || data_offset > data_size || stored > data_size - data_offset)
+        fail("{} is corrupt: content of {} points outside data.img", dir, what);
+}
+
 }  // namespace
 
 uint64_t meta_image_id(const std::string& dir) {
@@ -188,12 +203,14 @@ Image read_image(const std::string& dir) {
             run.nr_pages > (img.end.data_size - run.data_offset) / kPageSize)
             fail("{} is corrupt: page run at {:#x} points outside data.img", dir, run.addr);
     }
-    for (const auto& fd : img.fds) {
-        if (fd.kind == FdKind::Unlinked && fd.dup_of < 0 &&
-            (fd.data_offset < kDataHeaderSize || fd.data_offset > img.end.data_size ||
-             fd.size > img.end.data_size - fd.data_offset))
-            fail("{} is corrupt: content of fd {} points outside data.img", dir, fd.fd);
-    }
+    for (const auto& fd : img.fds)
+        if (fd.kind == FdKind::Unlinked && fd.dup_of < 0)
+            check_content(fd.size, fd.data_offset, fd.extents, img.end.data_size, dir,
+                          fmt::format("fd {}", fd.fd));
+    for (const auto& v : img.vmas)
+        if (v.unlinked)
+            check_content(v.file.size, v.data_offset, v.extents, img.end.data_size, dir,
+                          fmt::format("the mapping at {:#x}", v.start));
     return img;
 }
 
@@ -226,11 +243,16 @@ void verify_data(const std::string& dir, const Image& img) {
     if (bad.empty()) {
         for (const auto& fd : img.fds) {
             if (fd.kind == FdKind::Unlinked && fd.dup_of < 0 &&
-                XXH3_64bits(base + fd.data_offset, fd.size) != fd.checksum) {
+                XXH3_64bits(base + fd.data_offset, stored_bytes(fd.extents)) != fd.checksum) {
                 bad = fmt::format("content of unlinked file behind fd {} (pid {})", fd.fd,
                                   fd.pid);
                 break;
             }
+        }
+        for (const auto& v : img.vmas) {
+            if (bad.empty() && v.unlinked &&
+                XXH3_64bits(base + v.data_offset, stored_bytes(v.extents)) != v.checksum)
+                bad = fmt::format("content of the deleted file mapped at {:#x} (pid {})", v.start, v.pid);
         }
     }
     ::munmap(p, img.end.data_size);

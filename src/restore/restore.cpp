@@ -29,6 +29,7 @@
 #include "common/log.h"
 #include "image/reader.h"
 #include "restore/pid_in_use.h"
+#include "restore/file_check.h"
 #include "restore/restore_files.h"
 #include "restore/restorer_args.h"
 #include "tracer/ptrace.h"
@@ -122,6 +123,8 @@ int child_err_fd = -1;
         if (exe_fd < 0) fail_errno("cannot open the executable {}", proc.exe_path);
         exe_fd = lift_fd(exe_fd, floor);
 
+        FilesOptions fo{s.opts.dir, s.opts.shell_job, shell_tty, data_fd};
+        UnlinkedFiles unlinked(img, pid, fo);  // deleted files, for mappings and fds alike
         std::vector<int> vma_fds;
         std::vector<int> close_fds = {data_fd, exe_fd, err_w};
         std::map<std::string, int> opened;
@@ -132,16 +135,13 @@ int child_err_fd = -1;
                 continue;
             }
             bool rw = (v.flags & MAP_SHARED) && (v.prot & PROT_WRITE);
-            std::string key = v.path + (rw ? "\1" : "");
+            std::string key = v.unlinked ? fmt::format("\2{}:{}:{}", v.file.dev, v.file.ino, v.path)
+                                         : v.path + (rw ? "\1" : "");
             auto it = opened.find(key);
             if (it == opened.end()) {
-                int fd = ::open(v.path.c_str(), (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+                int fd = v.unlinked ? unlinked.open_mapping(v)
+                                    : ::open(v.path.c_str(), (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
                 if (fd < 0) fail_errno("cannot open mapped file {}", v.path);
-                struct stat st;
-                if (::fstat(fd, &st) != 0) fail_errno("cannot stat {}", v.path);
-                if (st.st_ino != v.ino || st.st_dev != v.dev)
-                    fail("mapped file {} was replaced since the dump (inode {} now, {} then)",
-                         v.path, st.st_ino, v.ino);
                 fd = lift_fd(fd, floor);
                 close_fds.push_back(fd);
                 it = opened.emplace(key, fd).first;
@@ -153,6 +153,7 @@ int child_err_fd = -1;
         // Close everything else, then open the program's descriptors at their numbers.
         for (int fd = 0; fd < floor; ++fd) ::close(fd);
         std::vector<int> keep = close_fds;
+        for (int fd : unlinked.held_fds()) keep.push_back(fd);
         std::sort(keep.begin(), keep.end());
         int next = floor;
         for (int k : keep) {
@@ -161,8 +162,7 @@ int child_err_fd = -1;
         }
         ::syscall(SYS_close_range, next, ~0u, 0);
 
-        FilesOptions fo{s.opts.dir, s.opts.shell_job, shell_tty, data_fd};
-        restore_fd_table(img, pid, fo);
+        restore_fd_table(img, pid, fo, unlinked);
         if (proc.root != "/") fail("restoring a process with a changed root ({}) is not supported yet", proc.root);
         if (::chdir(proc.cwd.c_str()) != 0) fail_errno("cannot change to working directory {}", proc.cwd);
         ::umask(proc.umask);
@@ -323,6 +323,8 @@ int restore(const RestoreOptions& opts) {
     check_vdso_compatible(img, pid, find_current_vdso());
     if (::kill(pid, 0) == 0 || errno != ESRCH)
         fail("{}: cannot restore with the same pid", pid_in_use(pid));
+
+    check_files(img, opts.allow_changed_files);
 
     int err_pipe[2], go_pipe[2];
     if (::pipe2(err_pipe, O_CLOEXEC) != 0 || ::pipe2(go_pipe, O_CLOEXEC) != 0) fail_errno("pipe");

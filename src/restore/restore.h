@@ -10,6 +10,7 @@ struct RestoreOptions {
     bool detach = false;     // let the restored process go instead of waiting for it
     bool shell_job = false;  // give it ckpt's terminal
     bool print_stats = false;
+    bool allow_changed_files = false;  // restore although open or mapped files changed
 };
 
 // Returns the exit code ckpt should exit with: the restored process's status when waiting

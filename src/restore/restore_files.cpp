@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <map>
 #include <vector>
 
 #include "common/error.h"
@@ -15,6 +17,7 @@ namespace ckpt::restore {
 namespace {
 
 constexpr uint32_t kNotReopenable = O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY;
+constexpr std::string_view kDeletedSuffix = " (deleted)";
 
 void place(int fd, int target, const image::Fd& rec) {
     if (fd != target) {
@@ -24,42 +27,145 @@ void place(int fd, int target, const image::Fd& rec) {
     if (::fcntl(target, F_SETFD, rec.fd_flags) != 0) fail_errno("cannot set flags of fd {}", target);
 }
 
-// The file was deleted while open: make a file with the saved content, open it as the
-// process had it, and delete it again. Its original name is used if it is free.
-int recreate_unlinked(const image::Fd& rec, const FilesOptions& opts) {
-    std::string path = rec.path;
-    UniqueFd tmp(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, rec.mode & 07777));
-    if (!tmp) {
-        size_t slash = path.rfind('/');
-        std::string dir = slash == 0 || slash == std::string::npos ? std::string("/")
-                                                                  : path.substr(0, slash);
-        tmp.reset(::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, rec.mode & 07777));
-        if (!tmp) fail_errno("cannot recreate unlinked file {}", rec.path);
-        path.clear();
-    }
-    std::vector<char> buf(1 << 20);
-    for (uint64_t off = 0; off < rec.size;) {
-        size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), rec.size - off));
-        pread_exact(opts.data_fd, buf.data(), n, rec.data_offset + off, "data.img");
-        if (::pwrite(tmp.get(), buf.data(), n, static_cast<off_t>(off)) != static_cast<ssize_t>(n))
-            fail_errno("cannot write content of unlinked file {}", rec.path);
-        off += n;
-    }
-    int fd;
-    if (!path.empty()) {
-        fd = ::open(path.c_str(), static_cast<int>(rec.open_flags & ~kNotReopenable));
-        int saved = errno;
-        ::unlink(path.c_str());
-        errno = saved;
-    } else {
-        fd = ::open(fmt::format("/proc/self/fd/{}", tmp.get()).c_str(),
-                    static_cast<int>(rec.open_flags & ~kNotReopenable));
-    }
-    if (fd < 0) fail_errno("cannot reopen unlinked file {}", rec.path);
+}  // namespace
+
+UnlinkedFiles::UnlinkedFiles(const image::Image& img, int pid, const FilesOptions& opts)
+    : img_(img), pid_(pid), opts_(opts), floor_(std::max(max_image_fd(img, pid) + 1, 3)) {}
+
+int UnlinkedFiles::open_fd(const image::Fd& rec) {
+    if (!ready_.count(rec.fd)) recreate(rec.file.dev, rec.file.ino);
+    auto it = ready_.find(rec.fd);
+    if (it == ready_.end()) fail("unlinked file {} of fd {} was not recreated", rec.path, rec.fd);
+    return it->second.release();
+}
+
+int UnlinkedFiles::open_mapping(const image::Vma& v) {
+    std::string key = mapping_key(v);
+    if (!mappings_.count(key)) recreate(v.file.dev, v.file.ino);
+    auto it = mappings_.find(key);
+    if (it == mappings_.end()) fail("deleted file {} mapped at {:#x} was not recreated", v.path, v.start);
+    int fd = ::fcntl(it->second.get(), F_DUPFD_CLOEXEC, floor_);
+    if (fd < 0) fail_errno("cannot duplicate the recreated file {}", v.path);
     return fd;
 }
 
-}  // namespace
+std::vector<int> UnlinkedFiles::held_fds() const {
+    std::vector<int> out;
+    for (const auto& [n, fd] : ready_) out.push_back(fd.get());
+    for (const auto& [k, fd] : mappings_) out.push_back(fd.get());
+    return out;
+}
+
+void UnlinkedFiles::close_all() {
+    ready_.clear();
+    mappings_.clear();
+}
+
+std::string UnlinkedFiles::mapping_key(const image::Vma& v) {
+    return fmt::format("{}:{}:{}", v.file.dev, v.file.ino, v.path);
+}
+
+void UnlinkedFiles::recreate(uint64_t dev, uint64_t ino) {
+    std::vector<const image::Fd*> fds;
+    std::vector<const image::Vma*> vmas;
+    for (const auto& r : img_.fds)
+        if (r.pid == pid_ && r.kind == image::FdKind::Unlinked && r.dup_of < 0 && r.file.dev == dev &&
+            r.file.ino == ino)
+            fds.push_back(&r);
+    for (const auto& v : img_.vmas)
+        if (v.pid == pid_ && v.unlinked && v.file.dev == dev && v.file.ino == ino) vmas.push_back(&v);
+    auto strip = [](std::string p) {
+        if (p.ends_with(kDeletedSuffix)) p.resize(p.size() - kDeletedSuffix.size());
+        return p;
+    };
+    // The content: from an fd's record if there is one, else from a mapping's.
+    struct {
+        std::string path;
+        uint64_t size, data_offset;
+        const std::vector<image::FileExtent>* extents;
+        const image::FileStat* file;
+    } src;
+    if (!fds.empty())
+        src = {fds.front()->path, fds.front()->size, fds.front()->data_offset, &fds.front()->extents,
+               &fds.front()->file};
+    else if (!vmas.empty())
+        src = {strip(vmas.front()->path), vmas.front()->file.size, vmas.front()->data_offset,
+               &vmas.front()->extents, &vmas.front()->file};
+    else
+        fail("no record holds the content of deleted file (device {}, inode {})", dev, ino);
+
+    std::vector<std::string> names;  // the names made here, removed at the end
+    UniqueFd tmp(::open(src.path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (tmp) {
+        names.push_back(src.path);
+    } else {
+        // The name is taken or its directory is gone: a nameless file, in the same directory
+        // if possible. Only the name /proc shows differs.
+        size_t slash = src.path.rfind('/');
+        std::string dir = slash == 0 || slash == std::string::npos ? std::string("/") : src.path.substr(0, slash);
+        for (const std::string& d : {dir, std::string("/tmp"), std::string("/dev/shm")}) {
+            tmp.reset(::open(d.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+            if (tmp) break;
+        }
+        if (!tmp) fail_errno("cannot recreate deleted file {} (not even as an O_TMPFILE in {} or /tmp)", src.path, dir);
+    }
+    // Opens the file through `name` when that name could be made, so that /proc shows the
+    // name the process had; returns the fd above every number the image uses.
+    auto open_as = [&](const std::string& name, int flags) {
+        bool named = std::find(names.begin(), names.end(), name) != names.end();
+        if (!named && !names.empty() && ::link(names.front().c_str(), name.c_str()) == 0) {
+            names.push_back(name);
+            named = true;
+        }
+        std::string via = named ? name : fmt::format("/proc/self/fd/{}", tmp.get());
+        int fd = ::open(via.c_str(), flags | O_CLOEXEC);
+        if (fd < 0) fail_errno("cannot reopen deleted file {}", name);
+        int lifted = ::fcntl(fd, F_DUPFD_CLOEXEC, floor_);
+        ::close(fd);
+        if (lifted < 0) fail_errno("cannot move the recreated file {} out of the way", name);
+        return lifted;
+    };
+    try {
+        fill(tmp.get(), src.path, src.size, src.data_offset, *src.extents, *src.file);
+        for (const image::Fd* r : fds)
+            ready_[r->fd].reset(open_as(r->path, static_cast<int>(r->open_flags & ~kNotReopenable)));
+        for (const image::Vma* v : vmas)
+            if (!mappings_.count(mapping_key(*v))) mappings_[mapping_key(*v)].reset(open_as(strip(v->path), O_RDWR));
+    } catch (...) {
+        for (const auto& n : names) ::unlink(n.c_str());
+        throw;
+    }
+    for (const auto& n : names) ::unlink(n.c_str());
+    // Times last: writing the content moved them.
+    const image::FileStat& f = *src.file;
+    timespec times[2] = {{f.atime_ns / 1000000000, f.atime_ns % 1000000000},
+                         {f.mtime_ns / 1000000000, f.mtime_ns % 1000000000}};
+    if (::futimens(tmp.get(), times) != 0) fail_errno("cannot set the times of deleted file {}", src.path);
+}
+
+void UnlinkedFiles::fill(int fd, const std::string& path, uint64_t size, uint64_t data_offset,
+                         const std::vector<image::FileExtent>& extents, const image::FileStat& file) {
+    // Holes come back as holes: the size is set, then only the saved extents are written.
+    if (::ftruncate(fd, static_cast<off_t>(size)) != 0)
+        fail_errno("cannot size deleted file {} to {} bytes", path, size);
+    std::vector<char> buf(1 << 20);
+    uint64_t src = data_offset;
+    for (const auto& e : extents) {
+        for (uint64_t done = 0; done < e.length;) {
+            size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), e.length - done));
+            pread_exact(opts_.data_fd, buf.data(), n, src, "data.img");
+            if (::pwrite(fd, buf.data(), n, static_cast<off_t>(e.offset + done)) != static_cast<ssize_t>(n))
+                fail_errno("cannot write content of deleted file {}", path);
+            done += n;
+            src += n;
+        }
+    }
+    // Owner before mode: chown clears the set-id bits.
+    if (::fchown(fd, file.uid, file.gid) != 0)
+        fail_errno("cannot give deleted file {} its owner {}:{}", path, file.uid, file.gid);
+    const uint32_t perm = file.mode & 07777;
+    if (::fchmod(fd, perm) != 0) fail_errno("cannot set mode {:o} of deleted file {}", perm, path);
+}
 
 int max_image_fd(const image::Image& img, int pid) {
     int m = -1;
@@ -68,7 +174,7 @@ int max_image_fd(const image::Image& img, int pid) {
     return m;
 }
 
-void restore_fd_table(const image::Image& img, int pid, const FilesOptions& opts) {
+void restore_fd_table(const image::Image& img, int pid, const FilesOptions& opts, UnlinkedFiles& unlinked) {
     for (const auto& rec : img.fds) {
         if (rec.pid != pid) continue;
         if (rec.dup_of >= 0) {
@@ -85,7 +191,7 @@ void restore_fd_table(const image::Image& img, int pid, const FilesOptions& opts
                 fd = ::open(rec.path.c_str(), flags);
                 if (fd < 0) fail_errno("cannot reopen fd {}: {}", rec.fd, rec.path);
                 break;
-            case image::FdKind::Unlinked: fd = recreate_unlinked(rec, opts); break;
+            case image::FdKind::Unlinked: fd = unlinked.open_fd(rec); break;
             case image::FdKind::Tty:
                 if (opts.shell_job) {
                     fd = ::fcntl(opts.shell_tty, F_DUPFD_CLOEXEC, 0);
@@ -105,6 +211,7 @@ void restore_fd_table(const image::Image& img, int pid, const FilesOptions& opts
                 fail_errno("cannot seek fd {} ({}) to {}", rec.fd, rec.path, rec.pos);
         }
     }
+    unlinked.close_all();
 }
 
 }  // namespace ckpt::restore

@@ -2,9 +2,11 @@
 // to the restorer stub (full libc is still available there).
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
+#include "common/fd.h"
 #include "image/image.h"
 
 namespace ckpt::restore {
@@ -16,9 +18,41 @@ struct FilesOptions {
     int data_fd = -1;    // data.img, for the content of unlinked files
 };
 
-// Opens every descriptor of process `pid` at its number with its flags and offset.
-// Descriptors ckpt still needs must already sit above every number the image uses.
-void restore_fd_table(const image::Image& img, int pid, const FilesOptions& opts);
+// Files deleted while open or mapped, recreated from their saved content once per inode:
+// every fd and mapping on one of them (and only those) shares the new inode. Each is made
+// under its original names for a moment, so that /proc shows the same "NAME (deleted)" for
+// every fd and mapping, with its holes, owner, mode and times. Every descriptor it hands
+// out or holds sits above the image's fd numbers.
+class UnlinkedFiles {
+  public:
+    UnlinkedFiles(const image::Image& img, int pid, const FilesOptions& opts);
+
+    // For an Fd record of kind Unlinked: an fd opened with its flags; the caller owns it.
+    int open_fd(const image::Fd& rec);
+    // For a Vma with `unlinked` set: a new O_RDWR fd to map; the caller owns it.
+    int open_mapping(const image::Vma& v);
+    // What it holds until restore_fd_table has placed everything.
+    std::vector<int> held_fds() const;
+    void close_all();
+
+  private:
+    static std::string mapping_key(const image::Vma& v);
+    void recreate(uint64_t dev, uint64_t ino);
+    void fill(int fd, const std::string& path, uint64_t size, uint64_t data_offset,
+              const std::vector<image::FileExtent>& extents, const image::FileStat& file);
+
+    const image::Image& img_;
+    int pid_;
+    const FilesOptions& opts_;
+    int floor_;
+    std::map<int, UniqueFd> ready_;                 // by the image's fd number, not yet placed
+    std::map<std::string, UniqueFd> mappings_;      // by mapping_key
+};
+
+// Opens every descriptor of process `pid` at its number with its flags and offset, then
+// closes what `unlinked` still holds. Descriptors ckpt still needs must already sit above
+// every number the image uses.
+void restore_fd_table(const image::Image& img, int pid, const FilesOptions& opts, UnlinkedFiles& unlinked);
 
 // The highest fd number the image uses (-1 if none).
 int max_image_fd(const image::Image& img, int pid);

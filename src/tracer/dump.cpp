@@ -187,6 +187,7 @@ void dump(const DumpOptions& opts) {
     fault::point("collect");
 
     std::vector<image::Fd> fds = dump_files(pid, out);
+    save_unlinked_mappings(pid, vmas, fds, out);
     fault::point("files");
 
     MemoryStats mstats;

@@ -10,12 +10,14 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "common/error.h"
 #include "common/fd.h"
 #include "common/fs.h"
 #include "tracer/audit.h"
+#include "tracer/file_identity.h"
 #include "tracer/proc_parse.h"
 
 namespace ckpt::tracer {
@@ -38,30 +40,68 @@ std::vector<int> list_fds(pid_t pid) {
     return fds;
 }
 
-void save_unlinked_content(pid_t pid, image::Fd& rec, image::ImageWriter& out) {
-    std::string link = fmt::format("/proc/{}/fd/{}", pid, rec.fd);
-    UniqueFd f(::open(link.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!f) fail_errno("process {} fd {}: cannot open unlinked file {} to save it", pid, rec.fd, rec.path);
-    rec.data_offset = out.data_offset();
+// The content of a deleted file as saved in data.img.
+struct SavedContent {
+    uint64_t size = 0;  // smaller than the file's if it shrank while being read
+    uint64_t data_offset = 0;
+    uint64_t checksum = 0;  // XXH3-64 of the stored bytes
+    std::vector<image::FileExtent> extents;
+};
+
+// Copies the data ranges of a deleted file into data.img. Holes are skipped (SEEK_DATA /
+// SEEK_HOLE) and recorded as the gaps between extents, so a sparse file stays small in the
+// image and comes back sparse. `what` names the file in errors.
+SavedContent save_content(int f, uint64_t size, const std::string& what, image::ImageWriter& out) {
+    SavedContent c;
+    c.size = size;
+    c.data_offset = out.data_offset();
     XXH3_state_t* h = XXH3_createState();
+    if (!h) fail("out of memory hashing {}", what);
+    std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> guard(h, XXH3_freeState);
     XXH3_64bits_reset(h);
     std::vector<char> buf(1 << 20);
     uint64_t off = 0;
-    while (off < rec.size) {
-        size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), rec.size - off));
-        ssize_t n = ::pread(f.get(), buf.data(), want, static_cast<off_t>(off));
-        if (n < 0) {
-            XXH3_freeState(h);
-            fail_errno("process {} fd {}: cannot read unlinked file", pid, rec.fd);
+    while (off < c.size) {
+        off_t data = ::lseek(f, static_cast<off_t>(off), SEEK_DATA);
+        if (data < 0) {
+            if (errno == ENXIO) break;  // only a hole up to the end
+            fail_errno("cannot find data in {}", what);
         }
-        if (n == 0) break;  // shrank meanwhile: keep what is there
-        out.append_data(buf.data(), static_cast<size_t>(n));
-        XXH3_64bits_update(h, buf.data(), static_cast<size_t>(n));
-        off += static_cast<uint64_t>(n);
+        off_t hole = ::lseek(f, data, SEEK_HOLE);
+        if (hole < 0) fail_errno("cannot find holes in {}", what);
+        uint64_t from = static_cast<uint64_t>(data), to = std::min<uint64_t>(static_cast<uint64_t>(hole), c.size);
+        if (from >= to) break;
+        image::FileExtent ext{from, 0};
+        while (from + ext.length < to) {
+            size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), to - from - ext.length));
+            ssize_t n = ::pread(f, buf.data(), want, static_cast<off_t>(from + ext.length));
+            if (n < 0) fail_errno("cannot read {}", what);
+            if (n == 0) break;  // shrank meanwhile: keep what is there
+            out.append_data(buf.data(), static_cast<size_t>(n));
+            XXH3_64bits_update(h, buf.data(), static_cast<size_t>(n));
+            ext.length += static_cast<uint64_t>(n);
+        }
+        if (ext.length > 0) c.extents.push_back(ext);
+        if (from + ext.length < to) {  // shrank
+            c.size = from + ext.length;
+            break;
+        }
+        off = to;
     }
-    rec.size = off;
-    rec.checksum = XXH3_64bits_digest(h);
-    XXH3_freeState(h);
+    c.checksum = XXH3_64bits_digest(h);
+    return c;
+}
+
+// A file whose name was removed while open: no links at all, or (when another hard link
+// still exists) /proc shows "(deleted)" and that name leads to no such inode. Its other
+// names cannot be found without searching every file system, so it is saved by content
+// like a file with no links. (A path that merely does not resolve here, say in another
+// mount namespace, is not taken for a deleted file.)
+bool is_unlinked(const std::string& path, const struct stat& st) {
+    if (st.st_nlink == 0) return true;
+    if (!path.ends_with(kDeleted)) return false;
+    struct stat now;
+    return ::stat(path.c_str(), &now) != 0 || now.st_dev != st.st_dev || now.st_ino != st.st_ino;
 }
 
 }  // namespace
@@ -81,6 +121,7 @@ std::vector<image::Fd> dump_files(pid_t pid, image::ImageWriter& out) {
                 rec.size = 0;
                 rec.checksum = 0;
                 rec.data_offset = 0;
+                rec.extents.clear();
                 result.push_back(std::move(rec));
                 dup = true;
                 break;
@@ -112,13 +153,90 @@ std::vector<image::Fd> dump_files(pid_t pid, image::ImageWriter& out) {
         if (!kind) fail("process {} fd {} ({}): a descriptor kind ckpt does not know", pid, fd, rec.path);
         if (!kind->saved_as) fail("process {} fd {} ({}): {}: {}", pid, fd, rec.path, kind->name, kind->why);
         rec.kind = *kind->saved_as;
-        if (rec.kind == image::FdKind::Unlinked) {
-            if (rec.path.ends_with(kDeleted)) rec.path.resize(rec.path.size() - kDeleted.size());
-            save_unlinked_content(pid, rec, out);
+        if (rec.kind == image::FdKind::Regular || rec.kind == image::FdKind::Unlinked) {
+            UniqueFd f(open_for_identity(link));
+            if (!f) fail_errno("process {} fd {}: cannot open {} to record it", pid, fd, rec.path);
+            rec.file = identify_file(f.get(), rec.path);
+            // A name removed while another hard link remains is saved by content too.
+            if (is_unlinked(rec.path, st)) rec.kind = image::FdKind::Unlinked;
+            if (rec.kind == image::FdKind::Unlinked) {
+                if (rec.path.ends_with(kDeleted)) rec.path.resize(rec.path.size() - kDeleted.size());
+                // Another fd on the same inode (not a dup): one copy of the content.
+                auto same = std::find_if(result.begin(), result.end(), [&](const image::Fd& e) {
+                    return e.kind == image::FdKind::Unlinked && e.dup_of < 0 && e.dev == rec.dev &&
+                           e.ino == rec.ino;
+                });
+                if (same != result.end()) {
+                    rec.size = same->size;
+                    rec.data_offset = same->data_offset;
+                    rec.checksum = same->checksum;
+                    rec.extents = same->extents;
+                } else {
+                    SavedContent c = save_content(
+                        f.get(), rec.size,
+                        fmt::format("unlinked file {} (process {} fd {})", rec.path, pid, fd), out);
+                    rec.size = c.size;
+                    rec.data_offset = c.data_offset;
+                    rec.checksum = c.checksum;
+                    rec.extents = std::move(c.extents);
+                }
+            }
         }
         result.push_back(std::move(rec));
     }
     return result;
+}
+
+void save_unlinked_mappings(pid_t pid, std::vector<image::Vma>& vmas, const std::vector<image::Fd>& fds,
+                            image::ImageWriter& out) {
+    // The executable is reopened by path for PR_SET_MM_EXE_FILE, which a recreated deleted
+    // file open for writing cannot serve.
+    std::string exe_link = fmt::format("/proc/{}/exe", pid);
+    std::string exe = read_link(exe_link);
+    struct stat exe_st;
+    if (exe.ends_with(kDeleted) && ::stat(exe_link.c_str(), &exe_st) == 0 && is_unlinked(exe, exe_st))
+        fail("process {}: its executable {} was deleted or replaced since it started: not supported yet",
+             pid, exe.substr(0, exe.size() - kDeleted.size()));
+    for (size_t i = 0; i < vmas.size(); ++i) {
+        image::Vma& v = vmas[i];
+        if (v.kind != image::VmaKind::File || !v.path.ends_with(kDeleted)) continue;
+        std::string link = fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, v.start, v.end);
+        struct stat st;
+        if (::stat(link.c_str(), &st) != 0) fail_errno("process {}: cannot stat mapped file {}", pid, v.path);
+        if (!is_unlinked(v.path, st)) continue;
+        if (!S_ISREG(st.st_mode))
+            fail("process {}: mapping {:x}-{:x} of deleted {}: only regular files are supported", pid,
+                 v.start, v.end, v.path);
+        v.unlinked = 1;
+        // One copy per inode: an earlier mapping's, or an fd's, or a new one.
+        auto same_vma = std::find_if(vmas.begin(), vmas.begin() + static_cast<ptrdiff_t>(i), [&](const image::Vma& e) {
+            return e.unlinked && e.file.dev == v.file.dev && e.file.ino == v.file.ino;
+        });
+        auto same_fd = std::find_if(fds.begin(), fds.end(), [&](const image::Fd& e) {
+            return e.kind == image::FdKind::Unlinked && e.dup_of < 0 && e.file.dev == v.file.dev &&
+                   e.file.ino == v.file.ino;
+        });
+        if (same_vma != vmas.begin() + static_cast<ptrdiff_t>(i)) {
+            v.file.size = same_vma->file.size;
+            v.data_offset = same_vma->data_offset;
+            v.checksum = same_vma->checksum;
+            v.extents = same_vma->extents;
+        } else if (same_fd != fds.end()) {
+            v.file.size = same_fd->size;
+            v.data_offset = same_fd->data_offset;
+            v.checksum = same_fd->checksum;
+            v.extents = same_fd->extents;
+        } else {
+            UniqueFd f(open_for_identity(link));
+            if (!f) fail_errno("process {}: cannot open deleted mapped file {}", pid, v.path);
+            SavedContent c = save_content(
+                f.get(), v.file.size, fmt::format("deleted file {} mapped by process {}", v.path, pid), out);
+            v.file.size = c.size;
+            v.data_offset = c.data_offset;
+            v.checksum = c.checksum;
+            v.extents = std::move(c.extents);
+        }
+    }
 }
 
 }  // namespace ckpt::tracer

@@ -14,6 +14,7 @@
 #include "common/fs.h"
 #include "common/interrupt.h"
 #include "common/log.h"
+#include "tracer/file_identity.h"
 #include "tracer/proc_parse.h"
 
 namespace ckpt::tracer {
@@ -80,8 +81,6 @@ Vma classify(pid_t pid, const proc::MapsEntry& m, const std::vector<std::string>
         unsupported("System V shared memory");
     } else if (m.path.starts_with("/memfd:")) {
         unsupported("memfd mapping");
-    } else if (m.path.ends_with(" (deleted)")) {
-        unsupported("mapping of a deleted file");
     } else if (m.path.starts_with("/")) {
         v.kind = VmaKind::File;
     } else {
@@ -232,6 +231,7 @@ std::vector<Vma> collect_vmas(pid_t pid) {
     std::vector<Vma> out;
     out.reserve(maps.size());
     for (const auto& m : maps) out.push_back(classify(pid, m, vmflags[m.start]));
+    identify_mapped_files(pid, out);
     return out;
 }
 

@@ -55,8 +55,10 @@ TEST(Codec, EnumsAndSignedFieldsKeepTheirWidth) {
     f.kind = FdKind::Unlinked;
     std::string e = encode(f);
     // pid, fd, dup_of (i32), kind (u32), open_flags, fd_flags (u32), pos (u64), path (u32+0),
-    // mode (u32), dev, ino, rdev, size, data_offset, checksum (u64)
-    ASSERT_EQ(e.size(), 4u * 4 + 4 + 4 + 8 + 4 + 4 + 6 * 8);
+    // mode (u32), dev, ino, rdev, size, data_offset, checksum (u64),
+    // file: dev, ino (u64), mode, uid, gid (u32), size (u64), atime, mtime, ctime (i64),
+    // build_id (u32+0); extents (u32 count 0)
+    ASSERT_EQ(e.size(), 4u * 4 + 4 + 4 + 8 + 4 + 4 + 6 * 8 + (2 * 8 + 3 * 4 + 8 + 3 * 8 + 4) + 4);
     EXPECT_EQ(e.substr(0, 16), le<int32_t>(-2) + le<int32_t>(7) + le<int32_t>(-1) + le<uint32_t>(1));
     Fd back = decode<Fd>(e);
     EXPECT_EQ(back.pid, -2);
@@ -248,10 +250,10 @@ TEST(CodecRobustness, HugeLengthsAndCountsThrowWithoutAllocating) {
             EXPECT_GE(n, 6);
             Header h;
             EXPECT_EQ(expect_huge_lengths_rejected(h, bad, filler, kLimit), 2);
-            Vma v;
-            EXPECT_EQ(expect_huge_lengths_rejected(v, bad, filler, kLimit), 1);
-            Fd f;
-            EXPECT_EQ(expect_huge_lengths_rejected(f, bad, filler, kLimit), 1);
+            Vma v;  // path, file.build_id, extents
+            EXPECT_EQ(expect_huge_lengths_rejected(v, bad, filler, kLimit), 3);
+            Fd f;  // path, file.build_id, extents
+            EXPECT_EQ(expect_huge_lengths_rejected(f, bad, filler, kLimit), 3);
         }
     }
 }

@@ -777,7 +777,8 @@ TEST(ImageMismatch, DataFromAnotherImageIsRefused) {
 // ---- references into data.img --------------------------------------------------------------
 
 // A minimal valid image (one page of data) with extra page runs and fds.
-void write_image_with(const std::string& dir, const std::vector<PageRun>& runs, const std::vector<Fd>& fds) {
+void write_image_with(const std::string& dir, const std::vector<PageRun>& runs, const std::vector<Fd>& fds,
+                      const std::vector<Vma>& vmas = {}) {
     ImageWriter w(dir);
     Header h;
     h.image_id = w.image_id();
@@ -786,6 +787,7 @@ void write_image_with(const std::string& dir, const std::vector<PageRun>& runs, 
     w.add(sample_process(3));
     std::string page = binary_blob(kPageSize, 5);
     w.append_data(page.data(), page.size());
+    for (const auto& v : vmas) w.add(v);
     for (const auto& r : runs) w.add(r);
     for (const auto& f : fds) w.add(f);
     w.commit();
@@ -847,9 +849,70 @@ TEST(ImageReferences, UnlinkedContentOutsideDataIsRefused) {
         f.path = "/tmp/x (deleted)";
         f.data_offset = c.offset;
         f.size = c.size;
+        f.extents = {{0, c.size}};
         write_image_with(dir, {}, {f});
         std::string msg = error_of([&] { read_image(dir); });
         EXPECT_TRUE(contains(msg, "content of fd 9 points outside data.img")) << c.what << ": " << msg;
+    }
+}
+
+TEST(ImageReferences, DeletedMappingContentIsChecked) {
+    TempDir t;
+    Vma v;
+    v.pid = 3;
+    v.start = 0x10000;
+    v.end = 0x11000;
+    v.kind = VmaKind::File;
+    v.path = "/tmp/lib.so (deleted)";
+    v.unlinked = 1;
+    v.file.size = kPageSize;
+    v.extents = {{0, kPageSize}};
+    v.data_offset = kDataHeaderSize + 1;  // one byte too far: the page is not all there
+    std::string bad = t.sub("outside");
+    write_image_with(bad, {}, {}, {v});
+    std::string msg = error_of([&] { read_image(bad); });
+    EXPECT_TRUE(contains(msg, "content of the mapping at 0x10000 points outside data.img")) << msg;
+
+    v.data_offset = kDataHeaderSize;
+    v.checksum = XXH3_64bits(binary_blob(kPageSize, 5).data(), kPageSize);
+    std::string ok = t.sub("ok");
+    write_image_with(ok, {}, {}, {v});
+    EXPECT_NO_THROW(verify_data(ok, read_image(ok)));
+
+    v.checksum ^= 1;
+    std::string corrupt = t.sub("corrupt");
+    write_image_with(corrupt, {}, {}, {v});
+    msg = error_of([&] { verify_data(corrupt, read_image(corrupt)); });
+    EXPECT_TRUE(contains(msg, "checksum mismatch in content of the deleted file mapped at 0x10000")) << msg;
+}
+
+TEST(ImageReferences, BadUnlinkedExtentsAreRefused) {
+    TempDir t;
+    struct Case {
+        const char* what;
+        uint64_t size;
+        std::vector<FileExtent> extents;
+    } cases[] = {
+        {"past the end of the file", 100, {{50, 51}}},
+        {"offset + length wraps", 100, {{~0ULL - 9, 20}}},
+        {"overlapping", 100, {{0, 10}, {5, 10}}},
+        {"out of order", 100, {{50, 10}, {0, 10}}},
+        {"more bytes than data.img", ~0ULL, {{0, ~0ULL}}},
+    };
+    int n = 0;
+    for (const auto& c : cases) {
+        std::string dir = t.sub("img" + std::to_string(n++));
+        Fd f;
+        f.pid = 3;
+        f.fd = 9;
+        f.kind = FdKind::Unlinked;
+        f.path = "/tmp/x (deleted)";
+        f.data_offset = kDataHeaderSize;
+        f.size = c.size;
+        f.extents = c.extents;
+        write_image_with(dir, {}, {f});
+        std::string msg = error_of([&] { read_image(dir); });
+        EXPECT_TRUE(contains(msg, "extents of the unlinked file of fd 9")) << c.what << ": " << msg;
     }
 }
 

@@ -282,6 +282,11 @@ SampleImage write_sample_image(const std::string& dir, unsigned variant, image::
     fds.back().mode = S_IFREG | 0640;
     fds.back().ino = 10952942;
     fds.back().size = s.unlinked_content.size();
+    fds.back().extents = {{0, s.unlinked_content.size()}};
+    fds.back().file.mode = S_IFREG | 0640;
+    fds.back().file.uid = 1000;
+    fds.back().file.mtime_ns = 1700000000123456789;
+    fds.back().file.build_id = std::string("\x01\x02\0\xff", 4);
     fds.back().data_offset = w.append_data(s.unlinked_content.data(), s.unlinked_content.size());
     fds.back().checksum = XXH3_64bits(s.unlinked_content.data(), s.unlinked_content.size());
     fds.push_back(fd(5, FdKind::Directory, "/home/u/dir with spaces"));
