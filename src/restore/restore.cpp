@@ -28,6 +28,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "image/reader.h"
+#include "restore/process_attrs.h"
 #include "restore/restore_files.h"
 #include "restore/restorer_args.h"
 #include "tracer/ptrace.h"
@@ -64,6 +65,7 @@ const char* step_name(int32_t s) {
         case kStepRseq: return "registering rseq";
         case kStepPending: return "queueing pending signals";
         case kStepSigreturn: return "rt_sigreturn";
+        case kStepNoNewPrivs: return "setting no_new_privs";
         default: return "starting";
     }
 }
@@ -105,6 +107,7 @@ int child_err_fd = -1;
                 if (::setpgid(0, 0) < 0) fail_errno("cannot make a process group");
             }
         }
+        restore_attrs_in_child(proc);
 
         // Everything ckpt still needs goes above the numbers the program uses.
         int floor = std::max(max_image_fd(img, pid) + 1, 3);
@@ -130,7 +133,10 @@ int child_err_fd = -1;
                 vma_fds.push_back(-1);
                 continue;
             }
-            bool rw = (v.flags & MAP_SHARED) && (v.prot & PROT_WRITE);
+            // A shared mapping of a file opened for writing ("mw", VM_MAYWRITE) must stay
+            // mprotect()able to PROT_WRITE even if it is read-only now.
+            bool may_write = (" " + v.vmflags + " ").find(" mw ") != std::string::npos;
+            bool rw = (v.flags & MAP_SHARED) && ((v.prot & PROT_WRITE) || may_write);
             std::string key = v.path + (rw ? "\1" : "");
             auto it = opened.find(key);
             if (it == opened.end()) {
@@ -408,6 +414,9 @@ int restore(const RestoreOptions& opts) {
         remote.checked("munmap of the restorer", __NR_munmap, args.self_start, args.self_len);
     }
     apply_from_outside(img, pid);
+    // Queued while every thread is held in its ptrace stop: each one takes the group stop on
+    // its way out of the kernel once released, before running any program code.
+    if (was_stopped(img, pid) && ::kill(pid, SIGSTOP) != 0) fail_errno("cannot stop pid {} again", pid);
     for (pid_t tid : tids)
         if (::ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0) fail_errno("cannot release thread {}", tid);
     guard.release();

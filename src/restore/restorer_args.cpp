@@ -95,6 +95,15 @@ int64_t cpu_itimer_tick_us() {
 Itimer restorable_itimer(const image::Itimer& t, int which, int64_t tick_us) {
     Itimer out{t.interval_sec, t.interval_usec, t.value_sec, t.value_usec};
     int64_t v = t.value_sec * 1000000 + t.value_usec;
+    if (v == 0 && (t.interval_sec != 0 || t.interval_usec != 0)) {
+        // An interval timer that has expired but whose signal has not been taken yet reads
+        // zero (ITIMER_REAL is re-armed only when SIGALRM is dequeued). setitimer() with a
+        // zero value would disarm it for good: let it expire again at once instead; its
+        // signal merges with the saved pending one and the next dequeue re-arms it.
+        out.value_sec = 0;
+        out.value_usec = 1;
+        return out;
+    }
     if (which != ITIMER_REAL && v > tick_us && tick_us > 0) {
         v -= tick_us;
         out.value_sec = v / 1000000;
@@ -333,6 +342,7 @@ Region build_region(const RegionInputs& in) {
             o.robust_list_len = t.robust_list_len;
             o.stack_top = stack_at[i] + (i == 0 ? kMainStack : kThreadStack);
             std::strncpy(o.name, t.name.c_str(), sizeof o.name - 1);
+            o.no_new_privs = t.no_new_privs;
         }
         a->threads = threads_at;
         a->nr_threads = static_cast<uint32_t>(threads.size());

@@ -86,6 +86,8 @@ struct ThreadArg {
     uint64_t robust_list, robust_list_len;
     uint64_t stack_top;  // this thread's stack inside the region
     char name[16];
+    uint32_t no_new_privs;
+    uint32_t pad;
 };
 
 struct MmMap {  // struct prctl_mm_map
@@ -117,6 +119,7 @@ enum Step : int32_t {
     kStepPending,
     kStepSigreturn,
     kStepCloneThread,
+    kStepNoNewPrivs,
 };
 
 struct RestorerArgs {
