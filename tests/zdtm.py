@@ -64,6 +64,10 @@ TESTS = {
     "read_tty": {"pty": True, "input": b"hello ckpt\n", "restore_args": ["--shell-job"],
                  "skip_state": ("pgrp", "session")},
     "fpu": {},
+    "proc_attrs": {},
+    "itimer_pending": {},
+    "mmap_shared_ro": {},
+    "vma_flags": {},
     # multi-threaded (tests/programs/threads_*.c)
     "threads_mutex": {},
     "threads_condvar": {},

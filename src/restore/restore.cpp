@@ -66,6 +66,7 @@ const char* step_name(int32_t s) {
         case kStepPending: return "queueing pending signals";
         case kStepSigreturn: return "rt_sigreturn";
         case kStepNoNewPrivs: return "setting no_new_privs";
+        case kStepRlimit: return "restoring a resource limit (raising a hard limit needs CAP_SYS_RESOURCE)";
         default: return "starting";
     }
 }
@@ -280,14 +281,6 @@ std::string read_child_message(int err_r, uint64_t& remote_args) {
 }
 
 void apply_from_outside(const image::Image& img, pid_t pid) {
-    const image::Process* proc = nullptr;
-    for (const auto& p : img.processes)
-        if (p.pid == pid) proc = &p;
-    for (size_t r = 0; r < proc->rlimits.size() && r < RLIM_NLIMITS; ++r) {
-        rlimit64 lim{proc->rlimits[r].cur, proc->rlimits[r].max};
-        if (::prlimit64(pid, static_cast<__rlimit_resource>(r), &lim, nullptr) != 0)
-            fail_errno("cannot restore rlimit {} of pid {}", r, pid);
-    }
     for (const auto& t : img.threads) {
         if (t.pid != pid) continue;
         if (t.affinity.size() == sizeof(cpu_set_t)) {

@@ -292,6 +292,8 @@ Region build_region(const RegionInputs& in) {
         const int64_t tick_us = cpu_itimer_tick_us();
         for (size_t i = 0; i < 3 && i < proc->itimers.size(); ++i)
             a->itimers[i] = restorable_itimer(proc->itimers[i], static_cast<int>(i), tick_us);
+        a->nr_rlimits = static_cast<uint32_t>(std::min<size_t>(proc->rlimits.size(), 16));
+        for (uint32_t r = 0; r < a->nr_rlimits; ++r) a->rlimits[r] = {proc->rlimits[r].cur, proc->rlimits[r].max};
         for (size_t i = 0; i < proc->shared_pending.size(); ++i)
             std::memcpy(at<Siginfo>(shared_at) + i, proc->shared_pending[i].data(), sizeof(Siginfo));
         a->shared_pending = shared_at;

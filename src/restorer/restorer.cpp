@@ -162,6 +162,11 @@ void restore_signals_and_timers(RestorerArgs* a) {
               static_cast<uint64_t>(which));
 }
 
+void restore_rlimits(RestorerArgs* a) {
+    for (uint32_t r = 0; r < a->nr_rlimits; ++r)
+        check(a, sys(__NR_prlimit64, 0, r, &a->rlimits[r], 0), kStepRlimit, r);
+}
+
 void restore_creds(RestorerArgs* a) {
     if (!a->set_creds) return;
     check(a, sys(__NR_setgroups, a->nr_groups, a->groups), kStepCreds, 0);
@@ -259,6 +264,9 @@ extern "C" __attribute__((used, noreturn)) void restorer_main(RestorerArgs* a) {
     protect_vmas(a);
     check(a, sys(__NR_prctl, kPrSetMm, kPrSetMmMap, &a->mm, sizeof(MmMap), 0), kStepMm);
     close_fds(a);
+    // Only now: the limits (address space, data, open files) constrained the program, not
+    // the rebuilding of it.
+    restore_rlimits(a);
 
     // Tell ckpt the address space is final (with our args in rax): it watches the rest
     // syscall by syscall and removes this region once rt_sigreturn is done.

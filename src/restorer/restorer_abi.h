@@ -37,6 +37,10 @@ struct Itimer {
     int64_t interval_sec, interval_usec, value_sec, value_usec;
 };
 
+struct Rlimit {  // struct rlimit64
+    uint64_t cur, max;
+};
+
 struct Siginfo {
     uint8_t bytes[128];
 };
@@ -120,6 +124,7 @@ enum Step : int32_t {
     kStepSigreturn,
     kStepCloneThread,
     kStepNoNewPrivs,
+    kStepRlimit,
 };
 
 struct RestorerArgs {
@@ -163,6 +168,11 @@ struct RestorerArgs {
     int32_t pid;
     uint32_t nr_threads;
     uint64_t threads;  // ThreadArg[]
+
+    // Set from inside: prlimit on another process needs its uid or CAP_SYS_RESOURCE.
+    uint32_t nr_rlimits;
+    uint32_t pad2;
+    Rlimit rlimits[16];
 };
 
 }  // namespace ckpt::restorer
