@@ -167,6 +167,7 @@ struct Process {
     uint32_t loginuid = 0xffffffff;  // audit login uid; all ones = never set
     uint32_t thp_disable = 0;        // PR_GET_THP_DISABLE: 0, 1, or 3 (except where advised)
     uint32_t child_subreaper = 0;    // PR_GET_CHILD_SUBREAPER
+    uint32_t membarrier = 0;         // MEMBARRIER_CMD_REGISTER_* commands registered
 
     template <typename V> void visit(V& v) {
         v("pid", pid);
@@ -193,6 +194,7 @@ struct Process {
         v("loginuid", loginuid);
         v("thp_disable", thp_disable);
         v("child_subreaper", child_subreaper);
+        v("membarrier", membarrier);
     }
 };
 

@@ -36,6 +36,8 @@ long process_state(ProcessState& st) {
     r = sys(__NR_prctl, kPrGetThpDisable, 0, 0, 0, 0);
     if (r < 0) return r;
     st.thp_disable = static_cast<int32_t>(r);
+    constexpr long kMembarrierGetRegistrations = 1 << 9;
+    st.membarrier = static_cast<int32_t>(sys(__NR_membarrier, kMembarrierGetRegistrations, 0, 0));
     return 0;
 }
 

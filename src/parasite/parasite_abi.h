@@ -44,6 +44,8 @@ struct ProcessState {
     Rlimit rlimits[kNrRlimits];
     int32_t child_subreaper;  // PR_GET_CHILD_SUBREAPER: not shown anywhere in /proc
     int32_t thp_disable;      // PR_GET_THP_DISABLE: status shows only part of it
+    int32_t membarrier;       // MEMBARRIER_CMD_GET_REGISTRATIONS (6.3+), -errno if unknown
+    int32_t pad;
 };
 
 struct ThreadState {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <string>
@@ -47,6 +48,12 @@ void restore_attrs_in_child(const image::Process& p) {
     }
     if (::prctl(PR_SET_CHILD_SUBREAPER, p.child_subreaper ? 1ul : 0ul, 0, 0, 0) != 0)
         fail_errno("cannot restore the child subreaper flag");
+    // Registrations belong to the mm, which the restorer keeps: each bit is the command
+    // that registered it.
+    for (uint32_t bit = 1; bit != 0 && bit <= p.membarrier; bit <<= 1) {
+        if ((p.membarrier & bit) && ::syscall(SYS_membarrier, bit, 0, 0) != 0)
+            fail_errno("cannot restore the membarrier registration {:#x}", bit);
+    }
 }
 
 bool was_stopped(const image::Image& img, int pid) {

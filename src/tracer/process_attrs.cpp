@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <cerrno>
+
 #include <string>
 
 #include "common/error.h"
@@ -48,6 +50,12 @@ void take_parasite_attrs(const parasite::ProcessState& ps, image::Process& p) {
     for (const auto& r : ps.rlimits) p.rlimits.push_back({r.cur, r.max});
     p.child_subreaper = ps.child_subreaper != 0;
     p.thp_disable = static_cast<uint32_t>(ps.thp_disable);
+    // Before Linux 6.3 the registrations cannot be read back at all; the kernel then says
+    // EINVAL and there is nothing better to record than none.
+    if (ps.membarrier < 0 && ps.membarrier != -EINVAL)
+        fail("cannot read the membarrier registrations of process {}: {}", p.pid,
+             errno_text(-ps.membarrier));
+    p.membarrier = ps.membarrier < 0 ? 0 : static_cast<uint32_t>(ps.membarrier);
 }
 
 }  // namespace ckpt::tracer

@@ -1,5 +1,6 @@
 // Process and thread attributes beyond ids, memory, files and signals: oom_score_adj,
-// loginuid, THP disable, child subreaper, resource limits, no_new_privs.
+// loginuid, THP disable, child subreaper, membarrier registrations, resource limits,
+// no_new_privs.
 #pragma once
 
 #include <sys/types.h>

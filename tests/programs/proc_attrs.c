@@ -2,7 +2,8 @@
  *
  * Before READY, as root: oom_score_adj 456, audit loginuid 4242 (/proc/self/loginuid),
  * PR_SET_THP_DISABLE (with PR_THP_DISABLE_EXCEPT_ADVISED where the kernel has it),
- * PR_SET_CHILD_SUBREAPER, soft and hard resource limits that differ from the defaults,
+ * PR_SET_CHILD_SUBREAPER, membarrier MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED (and the
+ * RSEQ variant where the kernel has it), soft and hard resource limits that differ from the defaults,
  * then a switch to uid/gid 65534 (the dump must read the limits from inside: prlimit
  * from outside needs the target's uid or CAP_SYS_RESOURCE) and PR_SET_NO_NEW_PRIVS last.
  * After SIGTERM every one of them must read back as set.
@@ -13,15 +14,21 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/membarrier.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #ifndef PR_THP_DISABLE_EXCEPT_ADVISED
 #define PR_THP_DISABLE_EXCEPT_ADVISED (1 << 1)
+#endif
+
+#ifndef MEMBARRIER_CMD_GET_REGISTRATIONS
+#define MEMBARRIER_CMD_GET_REGISTRATIONS (1 << 9)
 #endif
 
 #define NOBODY 65534
@@ -38,6 +45,11 @@ static const struct {
 	{ RLIMIT_MSGQUEUE, { 100000, 200000 } },
 	{ RLIMIT_SIGPENDING, { 555, 666 } },
 };
+
+static long membarrier(int cmd)
+{
+	return syscall(SYS_membarrier, cmd, 0, 0);
+}
 
 static long read_number(const char *path)
 {
@@ -71,6 +83,7 @@ int main(void)
 {
 	int thp_want = 1 | PR_THP_DISABLE_EXCEPT_ADVISED, subreaper = 0;
 	uid_t r, e, s;
+	long barriers;
 
 	if (geteuid() != 0)
 		zt_fail("must start as root (it sets its loginuid and drops to uid %d)", NOBODY);
@@ -85,6 +98,14 @@ int main(void)
 	}
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
 		zt_fail("PR_SET_CHILD_SUBREAPER: %s", strerror(errno));
+	if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0)
+		zt_fail("MEMBARRIER_CMD_PRIVATE_EXPEDITED works before registering");
+	if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) != 0)
+		zt_fail("MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: %s", strerror(errno));
+	(void)membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ); /* needs CONFIG_RSEQ */
+	barriers = membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS);
+	if (barriers < 0)
+		zt_fail("MEMBARRIER_CMD_GET_REGISTRATIONS: %s", strerror(errno));
 	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++)
 		if (setrlimit(limits[i].res, &limits[i].lim) != 0)
 			zt_fail("setrlimit(%d): %s", limits[i].res, strerror(errno));
@@ -105,6 +126,11 @@ int main(void)
 		zt_fail("PR_GET_THP_DISABLE is %d, expected %d", prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0), thp_want);
 	if (prctl(PR_GET_CHILD_SUBREAPER, &subreaper, 0, 0, 0) != 0 || subreaper != 1)
 		zt_fail("not a child subreaper any more (%d)", subreaper);
+	if (membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS) != barriers)
+		zt_fail("membarrier registrations are %#lx, were %#lx", membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS),
+			barriers);
+	if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0)
+		zt_fail("MEMBARRIER_CMD_PRIVATE_EXPEDITED: %s", strerror(errno));
 	if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1)
 		zt_fail("no_new_privs is not set");
 	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {

@@ -88,6 +88,7 @@ TEST(ImageRoundTrip, EveryFieldSurvives) {
     EXPECT_EQ(p.loginuid, 1000u);
     EXPECT_EQ(p.thp_disable, 3u);
     EXPECT_EQ(p.child_subreaper, 1u);
+    EXPECT_EQ(p.membarrier, 0x10u);
     ASSERT_EQ(img.threads.size(), 2u);
     const Thread& th = img.threads[0];
     ASSERT_EQ(th.regs.size(), 27u * 8);

@@ -129,6 +129,7 @@ image::Process sample_process(int32_t pid) {
     p.loginuid = 1000;
     p.thp_disable = 3;
     p.child_subreaper = 1;
+    p.membarrier = 0x10;
     return p;
 }
 
