@@ -267,7 +267,10 @@ Region build_region(const RegionInputs& in) {
             o.flags = v.flags;
             o.fd = in.vma_fds[i];
             o.advice = v.advice;
-            o.has_pages = v.stored_pages > 0;
+            // A private VMA that was writable once stays accounted as writable memory ("ac")
+            // after an mprotect to read-only: mapping it writable first gives it that again.
+            bool accounted = (" " + v.vmflags + " ").find(" ac ") != std::string::npos;
+            o.has_pages = v.stored_pages > 0 || (accounted && !(v.prot & PROT_WRITE));
         }
         auto* ra = at<PageRunArg>(runs_at);
         for (size_t i = 0; i < runs.size(); ++i) ra[i] = {runs[i]->addr, runs[i]->nr_pages, runs[i]->data_offset};

@@ -16,7 +16,7 @@ struct VmaArg {
     uint32_t prot, flags;  // final PROT_*, MAP_* (without MAP_FIXED)
     int32_t fd;            // opened file for file mappings, -1 for anonymous
     uint32_t advice;       // image::VmaAdvice bits
-    uint32_t has_pages;    // pages will be written: map writable first
+    uint32_t has_pages;    // map writable first: pages will be written, or it is "ac"
     uint32_t pad;
 };
 

@@ -3,7 +3,9 @@
  * Before READY: one anonymous region cut into adjacent 2-page slices, each with one
  * property (MADV_DONTFORK "dc", MADV_WIPEONFORK "wf", MADV_DONTDUMP "dd", MADV_HUGEPAGE
  * "hg", MADV_NOHUGEPAGE "nh", MADV_MERGEABLE "mg", MADV_SEQUENTIAL "sr", MADV_RANDOM "rr",
- * mlock "lo", mlock2(MLOCK_ONFAULT) "lo lf", MAP_NORESERVE "nr" between two plain slices),
+ * mlock "lo", mlock2(MLOCK_ONFAULT) "lo lf", MAP_NORESERVE "nr" between two plain slices,
+ * never-touched slices made PROT_NONE and PROT_READ after being writable: still accounted
+ * as writable memory, "ac"),
  * each filled with its own byte; plus a 64 GiB writable MAP_NORESERVE mapping with a few
  * pages written (more than this machine's memory: without MAP_NORESERVE it cannot be mapped
  * under the default overcommit heuristic) and a 64 GiB PROT_NONE MAP_NORESERVE reservation.
@@ -26,7 +28,7 @@
 #define SLICE (2 * PAGE)
 #define BIG (64UL << 30)
 
-enum { ADVISE, LOCK, LOCK_ONFAULT, NORESERVE, PLAIN };
+enum { ADVISE, LOCK, LOCK_ONFAULT, NORESERVE, WAS_WRITABLE, PLAIN };
 
 static const struct {
 	const char *flag; /* what smaps must show ("" for the plain slices) */
@@ -36,7 +38,8 @@ static const struct {
 	{ "hg", ADVISE, MADV_HUGEPAGE },   { "nh", ADVISE, MADV_NOHUGEPAGE }, { "mg", ADVISE, MADV_MERGEABLE },
 	{ "sr", ADVISE, MADV_SEQUENTIAL }, { "rr", ADVISE, MADV_RANDOM },     { "lo", LOCK, 0 },
 	{ "lf", LOCK_ONFAULT, 0 },         { "", PLAIN, 0 },                  { "nr", NORESERVE, 0 },
-	{ "", PLAIN, 0 },
+	{ "", PLAIN, 0 },                  { "ac", WAS_WRITABLE, PROT_NONE }, { "", PLAIN, 0 },
+	{ "ac", WAS_WRITABLE, PROT_READ },
 };
 #define NSLICES (sizeof(slices) / sizeof(slices[0]))
 
@@ -107,6 +110,9 @@ static void set_up_slices(char *base)
 		case LOCK_ONFAULT:
 			r = mlock2(p, SLICE, MLOCK_ONFAULT);
 			break;
+		case WAS_WRITABLE: /* accounted as writable memory ("ac") though not writable now */
+			r = mprotect(p, SLICE, slices[i].advice);
+			break;
 		case NORESERVE:
 			if (mmap(p, SLICE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
 				 -1, 0) != p)
@@ -115,7 +121,8 @@ static void set_up_slices(char *base)
 		}
 		if (r != 0)
 			zt_fail("setting '%s' on slice %zu: %s", slices[i].flag, i, strerror(errno));
-		memset(p, 'A' + (int)i, SLICE);
+		if (slices[i].how != WAS_WRITABLE)
+			memset(p, 'A' + (int)i, SLICE);
 	}
 }
 
@@ -172,7 +179,7 @@ int main(void)
 				before[i].flags);
 	}
 	for (size_t i = 0; i < NSLICES; i++)
-		for (size_t k = 0; k < SLICE; k++)
+		for (size_t k = 0; k < SLICE && slices[i].how != WAS_WRITABLE; k++)
 			if (base[i * SLICE + k] != 'A' + (int)i)
 				zt_fail("slice %zu ('%s') byte %zu changed", i, slices[i].flag, k);
 	for (size_t i = 0; i < sizeof(big_offsets) / sizeof(big_offsets[0]); i++)
