@@ -3,10 +3,9 @@
  * Before READY: one anonymous region cut into adjacent 2-page slices, each with one
  * property (MADV_DONTFORK "dc", MADV_WIPEONFORK "wf", MADV_DONTDUMP "dd", MADV_HUGEPAGE
  * "hg", MADV_NOHUGEPAGE "nh", MADV_MERGEABLE "mg", MADV_SEQUENTIAL "sr", MADV_RANDOM "rr",
- * mlock "lo", mlock2(MLOCK_ONFAULT) "lo lf", MAP_NORESERVE "nr" between two plain slices,
- * never-touched slices made PROT_NONE and PROT_READ after being writable: still accounted
- * as writable memory, "ac"),
- * each filled with its own byte; plus a 64 GiB writable MAP_NORESERVE mapping with a few
+ * mlock "lo", mlock2(MLOCK_ONFAULT) "lo lf", MAP_NORESERVE "nr" between two plain slices),
+ * each filled with its own byte, and two never-touched slices made PROT_NONE and PROT_READ
+ * after being writable (still accounted as writable memory, "ac"); plus a 64 GiB writable MAP_NORESERVE mapping with a few
  * pages written (more than this machine's memory: without MAP_NORESERVE it cannot be mapped
  * under the default overcommit heuristic) and a 64 GiB PROT_NONE MAP_NORESERVE reservation.
  * Each slice is its own VMA only because of its flag: a restore that drops a flag merges
