@@ -69,6 +69,10 @@ TESTS = {
     "unlinked_shared": {},
     "unlinked_mmap": {},
     "changed_file": {},
+    "proc_attrs": {},
+    "itimer_pending": {},
+    "mmap_shared_ro": {},
+    "vma_flags": {},
     # multi-threaded (tests/programs/threads_*.c)
     "threads_mutex": {},
     "threads_condvar": {},

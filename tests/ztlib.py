@@ -436,10 +436,50 @@ def read_fds(pid):
     return fds
 
 
+def read_vmflags(pid):
+    """[(start, end, "rd wr mr ...")] of every VMA, from /proc/PID/smaps."""
+    out = []
+    for line in read_text("/proc/%d/smaps" % pid).splitlines():
+        m = _MAPS_RE.match(line)
+        if m:
+            out.append([int(m.group(1), 16), int(m.group(2), 16), None])
+        elif line.startswith("VmFlags:") and out:
+            out[-1][2] = " ".join(line[8:].split())
+    return [tuple(e) for e in out]
+
+
+def merge_vmflags(entries):
+    """Adjacent ranges with the same flags as one: a restore may split or merge VMAs
+    differently (see normalize_maps), but every address must keep its flags."""
+    out = []
+    for start, end, flags in entries:
+        if out and out[-1][1] == start and out[-1][2] == flags:
+            out[-1][1] = end
+        else:
+            out.append([start, end, flags])
+    return ["%x-%x %s" % tuple(e) for e in out]
+
+
+def drop_parasite_region(before, after):
+    """For a target whose ckpt was SIGKILLed in one of the two windows where the parasite's
+    region stays mapped (docs/fail-closed.md): checks that the only change to the maps is
+    that one shared anonymous rwx mapping and removes it from `after`. Raises TestFailure
+    if anything else changed."""
+    extra = [l for l in after["maps"] if l not in before["maps"]]
+    if len(extra) > 1 or any("/dev/zero (deleted)" not in l or " rwxs " not in l for l in extra):
+        raise TestFailure("maps changed beyond the parasite region: %s" % extra)
+    after["maps"] = [l for l in after["maps"] if l not in extra]
+    starts = {int(l.split("-")[0], 16) for l in extra}
+    if "vmflags" in after:
+        after["vmflags"] = [e for e in after["vmflags"] if e[0] not in starts]
+    return extra
+
+
 def visible_state(pid):
     """Snapshot of what must survive a dump/restore. Raises TestFailure if pid is gone."""
     try:
         st = {"maps": read_text("/proc/%d/maps" % pid).splitlines()}
+        st["vmflags"] = read_vmflags(pid)
         st["fds"] = read_fds(pid)
         status = proc_status(pid)
         for k in STATUS_KEYS:
@@ -515,6 +555,13 @@ def compare_state(before, after, restored, skip=()):
                                     lineterm="", n=2)
         problems.append("/proc/PID/maps differ%s:\n%s" % (" (normalized)" if restored else "",
                                                            "\n".join("    " + l for l in diff)))
+    vb, va = before.get("vmflags"), after.get("vmflags")
+    if vb is not None and va is not None:
+        vb, va = merge_vmflags(vb), merge_vmflags(va)
+        if vb != va:
+            diff = difflib.unified_diff(vb, va, "VmFlags before dump", "VmFlags after " +
+                                        ("restore" if restored else "dump"), lineterm="", n=1)
+            problems.append("VmFlags (smaps) differ:\n" + "\n".join("    " + l for l in diff))
     fb, fa = before["fds"], after["fds"]
     if restored:
         fb = {k: (normalize_fd_target(t), f) for k, (t, f) in fb.items()}
@@ -704,6 +751,20 @@ def _selftest():
          compare_state(sth(th), sth(tw(11, ("worker2", "4000", "200", "0"))), True) != []),
         ("thread affinity change detected",
          compare_state(sth(th), sth(tw(11, ("worker", "4000", "200", "0-1"))), True) != []),
+    ]
+    vf = [(0x1000, 0x3000, "rd wr mr mw me ac"), (0x3000, 0x5000, "rd wr mr mw me nr")]
+
+    def svf(entries):
+        return {"maps": base, "fds": {}, "vmflags": entries}
+
+    checks += [
+        ("identical VmFlags", compare_state(svf(vf), svf(list(vf)), True) == []),
+        ("VMA with the same VmFlags split differently is equal",
+         compare_state(svf(vf), svf([(0x1000, 0x2000, vf[0][2]), (0x2000, 0x3000, vf[0][2]), vf[1]]), True) == []),
+        ("lost VmFlag detected", compare_state(svf(vf), svf([vf[0], (0x3000, 0x5000, "rd wr mr mw me ac")]),
+                                               True) != []),
+        ("VmFlags boundary change detected",
+         compare_state(svf(vf), svf([(0x1000, 0x4000, vf[0][2]), (0x4000, 0x5000, vf[1][2])]), True) != []),
     ]
     bad = [name for name, ok in checks if not ok]
     for name, ok in checks:

@@ -163,6 +163,11 @@ struct Process {
     std::vector<std::string> shared_pending;  // process-directed siginfo_t (128 bytes each)
     uint64_t vdso_hash = 0;  // XXH3 of the [vdso] text, to refuse a different kernel's vDSO
     uint32_t nr_threads = 0;
+    int32_t oom_score_adj = 0;
+    uint32_t loginuid = 0xffffffff;  // audit login uid; all ones = never set
+    uint32_t thp_disable = 0;        // PR_GET_THP_DISABLE: 0, 1, or 3 (except where advised)
+    uint32_t child_subreaper = 0;    // PR_GET_CHILD_SUBREAPER
+    uint32_t membarrier = 0;         // MEMBARRIER_CMD_REGISTER_* commands registered
 
     template <typename V> void visit(V& v) {
         v("pid", pid);
@@ -185,6 +190,11 @@ struct Process {
         v("shared_pending", shared_pending);
         v("vdso_hash", vdso_hash);
         v("nr_threads", nr_threads);
+        v("oom_score_adj", oom_score_adj);
+        v("loginuid", loginuid);
+        v("thp_disable", thp_disable);
+        v("child_subreaper", child_subreaper);
+        v("membarrier", membarrier);
     }
 };
 
@@ -229,6 +239,7 @@ struct Thread {
     SyscallRestart restart = SyscallRestart::None;
     std::vector<std::string> pending;  // thread-directed siginfo_t
     std::vector<BacktraceFrame> backtrace;
+    uint32_t no_new_privs = 0;  // per thread for the kernel (NoNewPrivs in task status)
 
     template <typename V> void visit(V& v) {
         v("pid", pid);
@@ -256,6 +267,7 @@ struct Thread {
         v("restart", restart);
         v("pending", pending);
         v("backtrace", backtrace);
+        v("no_new_privs", no_new_privs);
     }
 };
 
@@ -318,6 +330,10 @@ enum VmaAdvice : uint32_t {
     kAdviceDontFork = 1 << 3,    // dc
     kAdviceWipeOnFork = 1 << 4,  // wf
     kAdviceLocked = 1 << 5,      // lo
+    kAdviceMergeable = 1 << 6,   // mg (KSM)
+    kAdviceSequential = 1 << 7,  // sr
+    kAdviceRandom = 1 << 8,      // rr
+    kAdviceLockOnFault = 1 << 9, // lf (with lo: mlock2 MLOCK_ONFAULT)
 };
 
 struct Vma {
@@ -325,7 +341,7 @@ struct Vma {
     int32_t pid = 0;
     uint64_t start = 0, end = 0;
     uint32_t prot = 0;   // PROT_*
-    uint32_t flags = 0;  // MAP_SHARED / MAP_PRIVATE / MAP_ANONYMOUS / MAP_GROWSDOWN
+    uint32_t flags = 0;  // MAP_SHARED / MAP_PRIVATE / MAP_ANONYMOUS / MAP_GROWSDOWN / MAP_NORESERVE
     VmaKind kind = VmaKind::Anon;
     uint32_t advice = 0;  // VmaAdvice bits
     uint64_t pgoff = 0;   // file offset in bytes
@@ -339,6 +355,9 @@ struct Vma {
     uint64_t data_offset = 0;
     uint64_t checksum = 0;
     std::vector<FileExtent> extents;
+    // VmFlags of smaps as the kernel showed them ("rd wr mr mw me ac"): what restore
+    // reproduces is also in flags/advice; "mw" tells how a shared file mapping's file was opened.
+    std::string vmflags;
 
     template <typename V> void visit(V& v) {
         v("pid", pid);
@@ -358,6 +377,7 @@ struct Vma {
         v("data_offset", data_offset);
         v("checksum", checksum);
         v("extents", extents);
+        v("vmflags", vmflags);
     }
 };
 

@@ -25,6 +25,19 @@ long process_state(ProcessState& st) {
         if (r < 0) return r;
     }
     st.brk = static_cast<uint64_t>(sys(__NR_brk, 0));
+    for (int res = 0; res < kNrRlimits; ++res) {
+        long r = sys(__NR_prlimit64, 0, res, 0, &st.rlimits[res]);
+        if (r < 0) return r;
+    }
+    constexpr long kPrGetChildSubreaper = 37, kPrGetThpDisable = 42;
+    st.child_subreaper = 0;
+    long r = sys(__NR_prctl, kPrGetChildSubreaper, &st.child_subreaper, 0, 0, 0);
+    if (r < 0) return r;
+    r = sys(__NR_prctl, kPrGetThpDisable, 0, 0, 0, 0);
+    if (r < 0) return r;
+    st.thp_disable = static_cast<int32_t>(r);
+    constexpr long kMembarrierGetRegistrations = 1 << 9;
+    st.membarrier = static_cast<int32_t>(sys(__NR_membarrier, kMembarrierGetRegistrations, 0, 0));
     return 0;
 }
 

@@ -40,10 +40,22 @@ struct Itimer {  // struct itimerval
     int64_t interval_sec, interval_usec, value_sec, value_usec;
 };
 
+struct Rlimit {  // struct rlimit64
+    uint64_t cur, max;
+};
+
+inline constexpr int kNrRlimits = 16;  // RLIM_NLIMITS
+
 struct ProcessState {
     KernelSigaction sigactions[64];  // index = signal number - 1
     Itimer itimers[3];               // ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF
     uint64_t brk;                    // brk(0): the exact break, not in /proc
+    // Read from inside: prlimit64 on another process needs its uid or CAP_SYS_RESOURCE.
+    Rlimit rlimits[kNrRlimits];
+    int32_t child_subreaper;  // PR_GET_CHILD_SUBREAPER: not shown anywhere in /proc
+    int32_t thp_disable;      // PR_GET_THP_DISABLE: status shows only part of it
+    int32_t membarrier;       // MEMBARRIER_CMD_GET_REGISTRATIONS (6.3+), -errno if unknown
+    int32_t pad;
 };
 
 struct ThreadState {

@@ -30,6 +30,7 @@
 #include "image/reader.h"
 #include "restore/pid_in_use.h"
 #include "restore/file_check.h"
+#include "restore/process_attrs.h"
 #include "restore/restore_files.h"
 #include "restore/restorer_args.h"
 #include "tracer/ptrace.h"
@@ -66,6 +67,8 @@ const char* step_name(int32_t s) {
         case kStepRseq: return "registering rseq";
         case kStepPending: return "queueing pending signals";
         case kStepSigreturn: return "rt_sigreturn";
+        case kStepNoNewPrivs: return "setting no_new_privs";
+        case kStepRlimit: return "restoring a resource limit (raising a hard limit needs CAP_SYS_RESOURCE)";
         default: return "starting";
     }
 }
@@ -107,6 +110,7 @@ int child_err_fd = -1;
                 if (::setpgid(0, 0) < 0) fail_errno("cannot make a process group");
             }
         }
+        restore_attrs_in_child(proc);
 
         // Everything ckpt still needs goes above the numbers the program uses.
         int floor = std::max(max_image_fd(img, pid) + 1, 3);
@@ -134,7 +138,10 @@ int child_err_fd = -1;
                 vma_fds.push_back(-1);
                 continue;
             }
-            bool rw = (v.flags & MAP_SHARED) && (v.prot & PROT_WRITE);
+            // A shared mapping of a file opened for writing ("mw", VM_MAYWRITE) must stay
+            // mprotect()able to PROT_WRITE even if it is read-only now.
+            bool may_write = (" " + v.vmflags + " ").find(" mw ") != std::string::npos;
+            bool rw = (v.flags & MAP_SHARED) && ((v.prot & PROT_WRITE) || may_write);
             std::string key = v.unlinked ? fmt::format("\2{}:{}:{}", v.file.dev, v.file.ino, v.path)
                                          : v.path + (rw ? "\1" : "");
             auto it = opened.find(key);
@@ -275,14 +282,6 @@ std::string read_child_message(int err_r, uint64_t& remote_args) {
 }
 
 void apply_from_outside(const image::Image& img, pid_t pid) {
-    const image::Process* proc = nullptr;
-    for (const auto& p : img.processes)
-        if (p.pid == pid) proc = &p;
-    for (size_t r = 0; r < proc->rlimits.size() && r < RLIM_NLIMITS; ++r) {
-        rlimit64 lim{proc->rlimits[r].cur, proc->rlimits[r].max};
-        if (::prlimit64(pid, static_cast<__rlimit_resource>(r), &lim, nullptr) != 0)
-            fail_errno("cannot restore rlimit {} of pid {}", r, pid);
-    }
     for (const auto& t : img.threads) {
         if (t.pid != pid) continue;
         if (t.affinity.size() == sizeof(cpu_set_t)) {
@@ -404,6 +403,9 @@ int restore(const RestoreOptions& opts) {
         remote.checked("munmap of the restorer", __NR_munmap, args.self_start, args.self_len);
     }
     apply_from_outside(img, pid);
+    // Queued while every thread is held in its ptrace stop: each one takes the group stop on
+    // its way out of the kernel once released, before running any program code.
+    if (was_stopped(img, pid) && ::kill(pid, SIGSTOP) != 0) fail_errno("cannot stop pid {} again", pid);
     for (pid_t tid : tids)
         if (::ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0) fail_errno("cannot release thread {}", tid);
     guard.release();

@@ -95,6 +95,15 @@ int64_t cpu_itimer_tick_us() {
 Itimer restorable_itimer(const image::Itimer& t, int which, int64_t tick_us) {
     Itimer out{t.interval_sec, t.interval_usec, t.value_sec, t.value_usec};
     int64_t v = t.value_sec * 1000000 + t.value_usec;
+    if (v == 0 && (t.interval_sec != 0 || t.interval_usec != 0)) {
+        // An interval timer that has expired but whose signal has not been taken yet reads
+        // zero (ITIMER_REAL is re-armed only when SIGALRM is dequeued). setitimer() with a
+        // zero value would disarm it for good: let it expire again at once instead; its
+        // signal merges with the saved pending one and the next dequeue re-arms it.
+        out.value_sec = 0;
+        out.value_usec = 1;
+        return out;
+    }
     if (which != ITIMER_REAL && v > tick_us && tick_us > 0) {
         v -= tick_us;
         out.value_sec = v / 1000000;
@@ -258,7 +267,10 @@ Region build_region(const RegionInputs& in) {
             o.flags = v.flags;
             o.fd = in.vma_fds[i];
             o.advice = v.advice;
-            o.has_pages = v.stored_pages > 0;
+            // A private VMA that was writable once stays accounted as writable memory ("ac")
+            // after an mprotect to read-only: mapping it writable first gives it that again.
+            bool accounted = (" " + v.vmflags + " ").find(" ac ") != std::string::npos;
+            o.has_pages = v.stored_pages > 0 || (accounted && !(v.prot & PROT_WRITE));
         }
         auto* ra = at<PageRunArg>(runs_at);
         for (size_t i = 0; i < runs.size(); ++i) ra[i] = {runs[i]->addr, runs[i]->nr_pages, runs[i]->data_offset};
@@ -283,6 +295,8 @@ Region build_region(const RegionInputs& in) {
         const int64_t tick_us = cpu_itimer_tick_us();
         for (size_t i = 0; i < 3 && i < proc->itimers.size(); ++i)
             a->itimers[i] = restorable_itimer(proc->itimers[i], static_cast<int>(i), tick_us);
+        a->nr_rlimits = static_cast<uint32_t>(std::min<size_t>(proc->rlimits.size(), 16));
+        for (uint32_t r = 0; r < a->nr_rlimits; ++r) a->rlimits[r] = {proc->rlimits[r].cur, proc->rlimits[r].max};
         for (size_t i = 0; i < proc->shared_pending.size(); ++i)
             std::memcpy(at<Siginfo>(shared_at) + i, proc->shared_pending[i].data(), sizeof(Siginfo));
         a->shared_pending = shared_at;
@@ -333,6 +347,7 @@ Region build_region(const RegionInputs& in) {
             o.robust_list_len = t.robust_list_len;
             o.stack_top = stack_at[i] + (i == 0 ? kMainStack : kThreadStack);
             std::strncpy(o.name, t.name.c_str(), sizeof o.name - 1);
+            o.no_new_privs = t.no_new_privs;
         }
         a->threads = threads_at;
         a->nr_threads = static_cast<uint32_t>(threads.size());

@@ -22,6 +22,9 @@ constexpr long kMremapMaymove = 1, kMremapFixed = 2;
 constexpr long kMadvPopulateWrite = 23;
 constexpr long kMadvHugepage = 14, kMadvNohugepage = 15, kMadvDontdump = 16;
 constexpr long kMadvDontfork = 10, kMadvWipeonfork = 18;
+constexpr long kMadvRandom = 1, kMadvSequential = 2, kMadvMergeable = 12;
+constexpr long kMlockOnfault = 1;
+constexpr long kPrSetNoNewPrivs = 38;
 constexpr long kPrSetMm = 35, kPrSetMmMap = 14, kPrSetName = 15;
 constexpr long kArchSetFs = 0x1002, kArchSetGs = 0x1001;
 constexpr long kRseqFlagUnregister = 1;
@@ -93,7 +96,11 @@ void apply_advice(RestorerArgs* a, const VmaArg& v) {
     if (v.advice & 4) check(a, sys(__NR_madvise, v.start, len, kMadvDontdump), kStepAdvise, v.start);
     if (v.advice & 8) check(a, sys(__NR_madvise, v.start, len, kMadvDontfork), kStepAdvise, v.start);
     if (v.advice & 16) check(a, sys(__NR_madvise, v.start, len, kMadvWipeonfork), kStepAdvise, v.start);
-    if (v.advice & 32) check(a, sys(__NR_mlock, v.start, len), kStepAdvise, v.start);
+    if (v.advice & 64) check(a, sys(__NR_madvise, v.start, len, kMadvMergeable), kStepAdvise, v.start);
+    if (v.advice & 128) check(a, sys(__NR_madvise, v.start, len, kMadvSequential), kStepAdvise, v.start);
+    if (v.advice & 256) check(a, sys(__NR_madvise, v.start, len, kMadvRandom), kStepAdvise, v.start);
+    if (v.advice & 32)
+        check(a, sys(__NR_mlock2, v.start, len, (v.advice & 512) ? kMlockOnfault : 0), kStepAdvise, v.start);
 }
 
 void map_vmas(RestorerArgs* a) {
@@ -155,6 +162,11 @@ void restore_signals_and_timers(RestorerArgs* a) {
               static_cast<uint64_t>(which));
 }
 
+void restore_rlimits(RestorerArgs* a) {
+    for (uint32_t r = 0; r < a->nr_rlimits; ++r)
+        check(a, sys(__NR_prlimit64, 0, r, &a->rlimits[r], 0), kStepRlimit, r);
+}
+
 void restore_creds(RestorerArgs* a) {
     if (!a->set_creds) return;
     check(a, sys(__NR_setgroups, a->nr_groups, a->groups), kStepCreds, 0);
@@ -191,6 +203,9 @@ void queue_pending(RestorerArgs* a, ThreadArg& t) {
     queue_pending(a, t);
     // Credentials are per thread for the kernel (libc broadcasts them; we are libc here).
     restore_creds(a);
+    // After the credentials: it would be harmless before them, but it is one-way.
+    if (t.no_new_privs)
+        check(a, sys(__NR_prctl, kPrSetNoNewPrivs, 1, 0, 0, 0), kStepNoNewPrivs, static_cast<uint64_t>(t.tid));
     // rseq last: from here on the kernel may write into the restored rseq area.
     if (t.rseq_addr)
         check(a, sys(__NR_rseq, t.rseq_addr, t.rseq_len, 0, t.rseq_sig), kStepRseq, t.rseq_addr);
@@ -249,6 +264,9 @@ extern "C" __attribute__((used, noreturn)) void restorer_main(RestorerArgs* a) {
     protect_vmas(a);
     check(a, sys(__NR_prctl, kPrSetMm, kPrSetMmMap, &a->mm, sizeof(MmMap), 0), kStepMm);
     close_fds(a);
+    // Only now: the limits (address space, data, open files) constrained the program, not
+    // the rebuilding of it.
+    restore_rlimits(a);
 
     // Tell ckpt the address space is final (with our args in rax): it watches the rest
     // syscall by syscall and removes this region once rt_sigreturn is done.

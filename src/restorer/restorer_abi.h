@@ -16,7 +16,7 @@ struct VmaArg {
     uint32_t prot, flags;  // final PROT_*, MAP_* (without MAP_FIXED)
     int32_t fd;            // opened file for file mappings, -1 for anonymous
     uint32_t advice;       // image::VmaAdvice bits
-    uint32_t has_pages;    // pages will be written: map writable first
+    uint32_t has_pages;    // map writable first: pages will be written, or it is "ac"
     uint32_t pad;
 };
 
@@ -35,6 +35,10 @@ struct KSigaction {
 
 struct Itimer {
     int64_t interval_sec, interval_usec, value_sec, value_usec;
+};
+
+struct Rlimit {  // struct rlimit64
+    uint64_t cur, max;
 };
 
 struct Siginfo {
@@ -86,6 +90,8 @@ struct ThreadArg {
     uint64_t robust_list, robust_list_len;
     uint64_t stack_top;  // this thread's stack inside the region
     char name[16];
+    uint32_t no_new_privs;
+    uint32_t pad;
 };
 
 struct MmMap {  // struct prctl_mm_map
@@ -117,6 +123,8 @@ enum Step : int32_t {
     kStepPending,
     kStepSigreturn,
     kStepCloneThread,
+    kStepNoNewPrivs,
+    kStepRlimit,
 };
 
 struct RestorerArgs {
@@ -160,6 +168,11 @@ struct RestorerArgs {
     int32_t pid;
     uint32_t nr_threads;
     uint64_t threads;  // ThreadArg[]
+
+    // Set from inside: prlimit on another process needs its uid or CAP_SYS_RESOURCE.
+    uint32_t nr_rlimits;
+    uint32_t pad2;
+    Rlimit rlimits[16];
 };
 
 }  // namespace ckpt::restorer

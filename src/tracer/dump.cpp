@@ -29,6 +29,7 @@
 #include "tracer/gadgets.h"
 #include "tracer/memory_dump.h"
 #include "tracer/parasite.h"
+#include "tracer/process_attrs.h"
 #include "tracer/proc_parse.h"
 #include "tracer/ptrace.h"
 #include "tracer/remote_syscall.h"
@@ -85,12 +86,6 @@ image::Process collect_process(pid_t pid, const std::vector<image::Vma>& vmas) {
     p.creds.sgid = status.gid[2];
     p.creds.fsgid = status.gid[3];
     p.creds.groups = status.groups;
-    for (int r = 0; r < RLIM_NLIMITS; ++r) {
-        rlimit64 lim;
-        if (::prlimit64(pid, static_cast<__rlimit_resource>(r), nullptr, &lim) != 0)
-            fail_errno("cannot read rlimit {} of process {}", r, pid);
-        p.rlimits.push_back({lim.rlim_cur, lim.rlim_max});
-    }
     p.mm = {stat.start_code, stat.end_code, stat.start_data, stat.end_data, stat.start_brk, 0,
             stat.start_stack, stat.arg_start, stat.arg_end, stat.env_start, stat.env_end};
     std::string auxv = read_file(fmt::format("/proc/{}/auxv", pid));
@@ -176,6 +171,7 @@ void dump(const DumpOptions& opts) {
     for (const auto& ft : frozen.threads()) threads.push_back(collect_thread(pid, ft));
     proc.shared_pending = peek_pending(pid, true);
     proc.nr_threads = static_cast<uint32_t>(threads.size());
+    collect_attrs(pid, proc, threads);
     {
         Unwinder unwinder(pid, vmas);
         for (auto& t : threads) {
@@ -222,6 +218,7 @@ void dump(const DumpOptions& opts) {
         for (const auto& it : ps.itimers)
             proc.itimers.push_back({it.interval_sec, it.interval_usec, it.value_sec, it.value_usec});
         proc.mm.brk = ps.brk;  // not in /proc/PID/stat
+        take_parasite_attrs(ps, proc);
         fault::point("parasite-state");
 
         auto t_mem = Clock::now();

@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "tracer/file_identity.h"
 #include "tracer/proc_parse.h"
+#include "tracer/vma_flags.h"
 
 namespace ckpt::tracer {
 
@@ -230,7 +231,10 @@ std::vector<Vma> collect_vmas(pid_t pid) {
     auto vmflags = proc::parse_smaps_vmflags(read_file(fmt::format("/proc/{}/smaps", pid)));
     std::vector<Vma> out;
     out.reserve(maps.size());
-    for (const auto& m : maps) out.push_back(classify(pid, m, vmflags[m.start]));
+    for (const auto& m : maps) {
+        out.push_back(classify(pid, m, vmflags[m.start]));
+        apply_vmflags(out.back(), vmflags[m.start]);
+    }
     identify_mapped_files(pid, out);
     return out;
 }

@@ -84,6 +84,11 @@ TEST(ImageRoundTrip, EveryFieldSurvives) {
     ASSERT_EQ(p.shared_pending.size(), 2u);
     EXPECT_EQ(p.shared_pending[1], binary_blob(128, 2));
     EXPECT_EQ(p.mm.env_end, 0x7ffe'7b59'1fd5u);
+    EXPECT_EQ(p.oom_score_adj, -617);
+    EXPECT_EQ(p.loginuid, 1000u);
+    EXPECT_EQ(p.thp_disable, 3u);
+    EXPECT_EQ(p.child_subreaper, 1u);
+    EXPECT_EQ(p.membarrier, 0x10u);
     ASSERT_EQ(img.threads.size(), 2u);
     const Thread& th = img.threads[0];
     ASSERT_EQ(th.regs.size(), 27u * 8);
@@ -98,10 +103,14 @@ TEST(ImageRoundTrip, EveryFieldSurvives) {
     EXPECT_EQ(th.backtrace[0].symbol, "clock_nanosleep+0x45");
     EXPECT_EQ(img.threads[1].restart, SyscallRestart::None);
     EXPECT_EQ(img.threads[1].syscall_nr, -1);
+    EXPECT_EQ(img.threads[0].no_new_privs, 0u);
+    EXPECT_EQ(img.threads[1].no_new_privs, 1u);
     ASSERT_EQ(img.vmas.size(), 9u);
     EXPECT_EQ(img.vmas[1].path, "/dev/zero (deleted)");
     EXPECT_EQ(img.vmas[3].kind, VmaKind::Heap);
     EXPECT_EQ(img.vmas[3].advice, uint32_t{kAdviceHugepage | kAdviceLocked});
+    EXPECT_EQ(img.vmas[0].advice, uint32_t{kAdviceDontDump | kAdviceDontFork | kAdviceMergeable});
+    EXPECT_EQ(img.vmas[0].vmflags, "rd wr mr mw me ac dc dd mg");
     EXPECT_EQ(img.vmas[8].start, 0xffff'ffff'ff60'0000u);
     ASSERT_EQ(img.page_runs.size(), 3u);
     ASSERT_EQ(img.fds.size(), 6u);

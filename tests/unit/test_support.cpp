@@ -125,6 +125,11 @@ image::Process sample_process(int32_t pid) {
     p.shared_pending = {binary_blob(128, 1), binary_blob(128, 2)};
     p.vdso_hash = 0xdeadbeefcafebabeULL;
     p.nr_threads = 2;
+    p.oom_score_adj = -617;
+    p.loginuid = 1000;
+    p.thp_disable = 3;
+    p.child_subreaper = 1;
+    p.membarrier = 0x10;
     return p;
 }
 
@@ -157,6 +162,7 @@ image::Thread sample_thread(int32_t pid, int32_t tid, size_t xsave_size) {
     t.backtrace = {{0x7fff'f7e9'1234, 0x7ffe'7b59'0000, "clock_nanosleep+0x45", "/usr/lib/x86_64-linux-gnu/libc.so.6"},
                    {0x5555'5555'5189, 0x7ffe'7b59'0040, "", "/usr/bin/prog"},
                    {0x5555'5555'51a0, 0x7ffe'7b59'0080, "main+0x20", ""}};
+    t.no_new_privs = tid == pid ? 0 : 1;
     return t;
 }
 
@@ -199,8 +205,9 @@ SampleImage write_sample_image(const std::string& dir, unsigned variant, image::
     auto& vmas = s.img.vmas;
     vmas.push_back(vma(pid, 0x10000000, 0x10004000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                        VmaKind::Anon, ""));
-    vmas.back().advice = kAdviceDontDump | kAdviceDontFork;
+    vmas.back().advice = kAdviceDontDump | kAdviceDontFork | kAdviceMergeable;
     vmas.back().stored_pages = 2;
+    vmas.back().vmflags = "rd wr mr mw me ac dc dd mg";
     vmas.push_back(vma(pid, 0x20000000, 0x20002000, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
                        VmaKind::Anon, "/dev/zero (deleted)"));
     vmas.back().dev = 1;
