@@ -73,6 +73,7 @@ TESTS = {
     "itimer_pending": {},
     "mmap_shared_ro": {},
     "vma_flags": {},
+    "guard_pages": {},
     # multi-threaded (tests/programs/threads_*.c)
     "threads_mutex": {},
     "threads_condvar": {},

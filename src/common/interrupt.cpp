@@ -28,6 +28,11 @@ void install() {
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) ::sigaction(sig, &sa, nullptr);
+    // Timeouts (tracer::wait_tid_for) break a blocking wait with SIGALRM.
+    struct sigaction alarm {};
+    alarm.sa_handler = [](int) {};
+    sigemptyset(&alarm.sa_mask);
+    ::sigaction(SIGALRM, &alarm, nullptr);
     ::signal(SIGPIPE, SIG_IGN);
 }
 

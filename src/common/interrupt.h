@@ -16,7 +16,8 @@ class Interrupted : public Error {
     int sig_;
 };
 
-// Installs the handlers (no SA_RESTART: blocking calls return early) and ignores SIGPIPE.
+// Installs the handlers (no SA_RESTART: blocking calls return early), a no-op SIGALRM
+// handler for timeouts, and ignores SIGPIPE.
 void install();
 // Throws Interrupted if a stop was requested and the dump can still be rolled back.
 void check();

@@ -24,7 +24,7 @@ namespace ckpt::image {
 
 inline constexpr char kMetaMagic[8] = {'C', 'K', 'P', 'T', 'M', 'E', 'T', 'A'};
 inline constexpr char kDataMagic[8] = {'C', 'K', 'P', 'T', 'D', 'A', 'T', 'A'};
-inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kFormatVersion = 2;
 inline constexpr uint64_t kPageSize = 4096;
 inline constexpr uint64_t kDataHeaderSize = kPageSize;  // page data starts page aligned
 inline constexpr const char* kMetaFile = "meta.img";
@@ -304,6 +304,16 @@ struct FileExtent {
     }
 };
 
+// Pages of a VMA that are guard regions (madvise MADV_GUARD_INSTALL): never read at dump,
+// installed again at restore.
+struct GuardRange {
+    uint64_t addr = 0, nr_pages = 0;
+    template <typename V> void visit(V& v) {
+        v("addr", addr);
+        v("nr_pages", nr_pages);
+    }
+};
+
 // Bytes of an unlinked file's content in data.img (the sum of its extents).
 inline uint64_t stored_bytes(const std::vector<FileExtent>& extents) {
     uint64_t n = 0;
@@ -358,6 +368,7 @@ struct Vma {
     // VmFlags of smaps as the kernel showed them ("rd wr mr mw me ac"): what restore
     // reproduces is also in flags/advice; "mw" tells how a shared file mapping's file was opened.
     std::string vmflags;
+    std::vector<GuardRange> guards;  // only in a VMA whose VmFlags show "gu"
 
     template <typename V> void visit(V& v) {
         v("pid", pid);
@@ -378,6 +389,7 @@ struct Vma {
         v("checksum", checksum);
         v("extents", extents);
         v("vmflags", vmflags);
+        v("guards", guards);
     }
 };
 

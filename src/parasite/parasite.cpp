@@ -146,6 +146,8 @@ extern "C" __attribute__((used)) void parasite_main(ParasiteArgs* args) {
             case kCmdProcessState: r = process_state(args->process); break;
             case kCmdThreadState: r = thread_state(args->thread); break;
             case kCmdDumpPages: r = dump_pages(args->pages, iov, kMaxBatchPages); break;
+            case kCmdHang:
+                for (;;) sys(__NR_pause);
         }
     }
     args->result = r;

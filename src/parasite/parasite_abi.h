@@ -27,6 +27,7 @@ enum Command : uint32_t {
     kCmdProcessState = 1,  // sigactions, itimers: per process, readable only from inside
     kCmdThreadState = 2,   // sigaltstack, clear_child_tid: per thread
     kCmdDumpPages = 3,     // zero-check and vmsplice a batch of pages into a pipe
+    kCmdHang = 4,          // testing: never finish (the tracer's timeout must cure the target)
 };
 
 struct KernelSigaction {  // the kernel's struct sigaction for rt_sigaction on x86_64

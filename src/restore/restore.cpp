@@ -401,6 +401,14 @@ int restore(const RestoreOptions& opts) {
     {
         tracer::RemoteSyscalls remote(pid, pid, tracer::find_gadgets(pid));
         remote.checked("munmap of the restorer", __NR_munmap, args.self_start, args.self_len);
+        // Guard regions last: the restorer had to write the memory around them.
+        constexpr uint64_t kMadvGuardInstall = 102;
+        for (const auto& v : img.vmas) {
+            if (v.pid != pid) continue;
+            for (const auto& g : v.guards)
+                remote.checked("madvise(MADV_GUARD_INSTALL)", __NR_madvise, g.addr,
+                               g.nr_pages * image::kPageSize, kMadvGuardInstall);
+        }
     }
     apply_from_outside(img, pid);
     // Queued while every thread is held in its ptrace stop: each one takes the group stop on

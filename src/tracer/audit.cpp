@@ -143,6 +143,7 @@ constexpr VmFlagInfo kVmFlags[] = {
     {"mg", VmFlagUse::Saved, "mergeable by KSM (MADV_MERGEABLE)"},
     {"sr", VmFlagUse::Saved, "sequential read advised (MADV_SEQUENTIAL)"},
     {"rr", VmFlagUse::Saved, "random read advised (MADV_RANDOM)"},
+    {"gu", VmFlagUse::Saved, "has guard regions (MADV_GUARD_INSTALL): recorded from pagemap, never read, installed again"},
     {"sd", VmFlagUse::Ignored, "soft-dirty (change tracking; a restored process starts afresh)"},
     {"lf", VmFlagUse::Saved, "locked on fault (mlock2 MLOCK_ONFAULT)"},
     {"pf", VmFlagUse::Refused, "page-frame mapping of device memory (VM_PFNMAP)"},

@@ -12,7 +12,7 @@ namespace ckpt::fault {
 
 namespace {
 
-constexpr std::array<Step, 15> kSteps = {{
+constexpr std::array<Step, 17> kSteps = {{
     {"seize", false},             // after every thread is frozen
     {"collect", false},           // after /proc and ptrace state is read
     {"files", false},             // after the fd table is read
@@ -20,8 +20,10 @@ constexpr std::array<Step, 15> kSteps = {{
     {"remote-syscall", false},    // in the first remote syscall once the parasite is loaded
     {"infect", false},            // after the parasite is mapped into the target
     {"thread-command", false},    // while a non-leader thread runs a parasite command
+    {"parasite-hang", false},     // the parasite is made to hang: ckpt's timeout takes over
     {"parasite-state", false},    // after the parasite reported signal state
     {"parasite-running", false},  // while the parasite splices the first batch of pages
+    {"parasite-fault", false},    // the parasite is made to touch an unmapped page (SIGSEGV)
     {"memory", false},            // halfway through streaming memory
     {"unmap", true},              // in the remote munmap that removes the parasite
     {"cure", false},              // after the parasite is removed, before the target is released
@@ -67,6 +69,14 @@ void arm(std::string_view spec) {
 void point(std::string_view step) {
     interrupt::check();
     hit(step);
+}
+
+bool fires(std::string_view step) {
+    interrupt::check();
+    if (armed.empty() || armed != step) return false;
+    if (mode == Mode::Error) return true;
+    hit(step);
+    return false;
 }
 
 void kill_point(std::string_view step) {

@@ -26,6 +26,9 @@ void arm(std::string_view spec);
 // Called at each step; throws a ckpt::Error (or kills ckpt) if this step is armed. Also the
 // place where a dump notices that ckpt was asked to stop (SIGINT, SIGTERM, SIGHUP).
 void point(std::string_view step);
+// A step where the caller itself makes the fault happen: true if it is armed in error mode
+// (kill and stop modes act here like point()).
+bool fires(std::string_view step);
 // A step that only the kill and stop modes may arm.
 void kill_point(std::string_view step);
 

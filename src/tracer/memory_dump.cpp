@@ -15,6 +15,7 @@
 #include "common/interrupt.h"
 #include "common/log.h"
 #include "tracer/file_identity.h"
+#include "tracer/fault.h"
 #include "tracer/proc_parse.h"
 #include "tracer/vma_flags.h"
 
@@ -28,6 +29,7 @@ namespace {
 
 constexpr uint64_t kPmPresent = 1ull << 63;
 constexpr uint64_t kPmSwapped = 1ull << 62;
+constexpr uint64_t kPmGuard = 1ull << 58;  // a guard region (6.15+); shows as swapped too
 constexpr uint64_t kPmFile = 1ull << 61;  // file page or shared anonymous
 
 bool has(const std::vector<std::string>& flags, const char* f) {
@@ -112,8 +114,18 @@ struct Span {
     size_t vma;
 };
 
-// Candidate spans of every VMA from /proc/PID/pagemap.
-std::vector<Span> candidate_spans(pid_t pid, const std::vector<Vma>& vmas) {
+bool has_guard_regions(const Vma& v) { return (" " + v.vmflags + " ").find(" gu ") != std::string::npos; }
+
+void add_guard(Vma& v, uint64_t addr) {
+    if (!v.guards.empty() && v.guards.back().addr + v.guards.back().nr_pages * kPage == addr)
+        ++v.guards.back().nr_pages;
+    else
+        v.guards.push_back({addr, 1});
+}
+
+// Candidate spans of every VMA from /proc/PID/pagemap. Guard pages are recorded in their
+// VMA instead: touching one, even from the parasite, raises SIGSEGV.
+std::vector<Span> candidate_spans(pid_t pid, std::vector<Vma>& vmas) {
     std::string path = fmt::format("/proc/{}/pagemap", pid);
     UniqueFd pm(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!pm) fail_errno("cannot open {}", path);
@@ -121,14 +133,19 @@ std::vector<Span> candidate_spans(pid_t pid, const std::vector<Vma>& vmas) {
     constexpr uint64_t kChunk = 65536;
     std::vector<uint64_t> entries(kChunk);
     for (size_t i = 0; i < vmas.size(); ++i) {
-        const Vma& v = vmas[i];
-        if (!page_wanted(v, kPmPresent | kPmSwapped)) continue;  // whole kinds with no data
+        Vma& v = vmas[i];
+        const bool guarded = has_guard_regions(v);
+        if (!guarded && !page_wanted(v, kPmPresent | kPmSwapped)) continue;  // whole kinds with no data
         for (uint64_t addr = v.start; addr < v.end;) {
             uint64_t n = std::min(kChunk, (v.end - addr) / kPage);
             pread_exact(pm.get(), entries.data(), n * 8, addr / kPage * 8, path);
             for (uint64_t k = 0; k < n; ++k) {
-                if (!page_wanted(v, entries[k])) continue;
                 uint64_t a = addr + k * kPage;
+                if (guarded && (entries[k] & kPmGuard)) {
+                    add_guard(v, a);
+                    continue;
+                }
+                if (!page_wanted(v, entries[k])) continue;
                 if (!spans.empty() && spans.back().vma == i &&
                     spans.back().addr + spans.back().nr_pages * kPage == a)
                     ++spans.back().nr_pages;
@@ -309,6 +326,8 @@ std::vector<image::PageRun> dump_memory(pid_t pid, Parasite& parasite,
                 s.nr_pages -= take;
             }
         }
+        // Test: a page the parasite cannot read (a fault must leave the target unharmed).
+        if (fault::fires("parasite-fault")) dp.spans[0] = {0x1000, 1};
         auto t0 = std::chrono::steady_clock::now();
         long r = parasite.run(parasite::kCmdDumpPages);
         auto t1 = std::chrono::steady_clock::now();

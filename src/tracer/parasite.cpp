@@ -23,6 +23,9 @@ constexpr uint64_t kPage = 4096;
 constexpr uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 constexpr int kPipeSize = parasite::kMaxBatchPages * kPage;  // all pipes together
 constexpr uint64_t kRedZone = 128;
+// A command moves at most one 16 MiB batch: anything near this long means the parasite is
+// stuck (a page that never comes in, say), and the dump gives up instead of hanging.
+constexpr long kCommandTimeoutMs = 60000;
 
 // Where the leader's frame may go outside the region: below its stack pointer on the main
 // stack, past the red zone, exactly where the kernel would put a signal frame. Only the main
@@ -201,9 +204,14 @@ long Parasite::run(parasite::Command cmd) {
         pipes_used_ = true;
         leader_.on_next_run([] { fault::point("parasite-running"); });
     }
+    long timeout = kCommandTimeoutMs;
+    if (cmd == parasite::kCmdProcessState && fault::fires("parasite-hang")) {
+        args_->cmd = parasite::kCmdHang;  // test: the timeout must take the target back
+        timeout = 1000;
+    }
     leader_.run_code(at(parasite::kEntryOffset), at(leader_stack_top_ - 64), at(args_off_).addr(),
                      at(args_off_ + offsetof(parasite::ParasiteArgs, exit_leader)).addr(),
-                     parasite::kDoneSyscall, parasite::kDoneMagic);
+                     parasite::kDoneSyscall, parasite::kDoneMagic, timeout);
     return args_->result;
 }
 
@@ -225,7 +233,7 @@ long Parasite::run_in_thread(pid_t tid, parasite::Command cmd) {
     thread.on_next_run([] { fault::point("thread-command"); });
     thread.run_code(at(parasite::kEntryOffset), at(thread_stack_top_ - 64), at(args_off_).addr(),
                     at(args_off_ + offsetof(parasite::ParasiteArgs, exit_thread)).addr(),
-                    parasite::kDoneSyscall, parasite::kDoneMagic);
+                    parasite::kDoneSyscall, parasite::kDoneMagic, kCommandTimeoutMs);
     return args_->result;
 }
 

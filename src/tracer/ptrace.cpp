@@ -3,8 +3,10 @@
 #include <elf.h>
 #include <sys/ptrace.h>
 #include <sys/uio.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 
+#include <chrono>
 #include <cstring>
 
 #include "common/error.h"
@@ -107,6 +109,35 @@ StopStatus wait_tid(pid_t tid) {
 }
 
 StopStatus wait_any(pid_t& tid) { return wait_for(-1, tid); }
+
+StopStatus wait_tid_for(pid_t tid, long timeout_ms) {
+    using Clock = std::chrono::steady_clock;
+    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    StopStatus s;
+    for (;;) {
+        auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - Clock::now()).count();
+        if (left <= 0) {
+            s.timed_out = true;
+            return s;
+        }
+        // The alarm only breaks the wait below; a fresh one each round (it is one-shot).
+        itimerval it{};
+        it.it_value.tv_sec = left / 1000000;
+        it.it_value.tv_usec = left % 1000000;
+        ::setitimer(ITIMER_REAL, &it, nullptr);
+        pid_t who = ::waitpid(tid, &s.status, __WALL);
+        int err = errno;
+        itimerval off{};
+        ::setitimer(ITIMER_REAL, &off, nullptr);
+        if (who > 0) break;
+        if (err != EINTR) {
+            errno = err;
+            fail_errno("waitpid for {}", tid);
+        }
+    }
+    s.exited = WIFEXITED(s.status) || WIFSIGNALED(s.status);
+    return s;
+}
 
 void resume(pid_t tid, int request, int sig) {
     pt(request, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(sig)),

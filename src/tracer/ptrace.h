@@ -30,12 +30,16 @@ RseqConfig get_rseq(pid_t tid);
 // Result of waiting for a tracee.
 struct StopStatus {
     bool exited = false;      // the thread is gone (exit or killed)
+    bool timed_out = false;   // wait_tid_for: nothing happened in time
     int status = 0;           // raw wait status
     int signal() const;       // WSTOPSIG
     int event() const;        // PTRACE_EVENT_* or 0
     bool syscall_stop() const;  // SIGTRAP|0x80 with TRACESYSGOOD
 };
 StopStatus wait_tid(pid_t tid);
+// Same, but gives up once `timeout_ms` have passed (timed_out set, nothing reaped). Needs a
+// SIGALRM handler without SA_RESTART (interrupt::install).
+StopStatus wait_tid_for(pid_t tid, long timeout_ms);
 // Waits for any tracee or child; `tid` says which one reported.
 StopStatus wait_any(pid_t& tid);
 

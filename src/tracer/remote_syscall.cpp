@@ -183,7 +183,7 @@ long RemoteSyscalls::checked(const char* what, long nr, uint64_t a1, uint64_t a2
 }
 
 void RemoteSyscalls::run_code(RemoteAddr entry, RemoteAddr stack_top, uint64_t arg,
-                              uint64_t arg2, long done_nr, uint64_t done_magic) {
+                              uint64_t arg2, long done_nr, uint64_t done_magic, long timeout_ms) {
     settle();
     Regs r = saved_.regs;
     r.rip = entry.addr();
@@ -199,7 +199,9 @@ void RemoteSyscalls::run_code(RemoteAddr entry, RemoteAddr stack_top, uint64_t a
         resume(tid_, PTRACE_SYSCALL);
         running_ = true;
         if (run_hook_) std::exchange(run_hook_, nullptr)();
-        StopStatus st = wait_tid(tid_);
+        StopStatus st = wait_tid_for(tid_, timeout_ms);
+        if (st.timed_out)
+            fail("the parasite in thread {} did not finish within {} ms", tid_, timeout_ms);
         running_ = false;
         if (st.exited) fail("thread {} died while running the parasite", tid_);
         if (!st.syscall_stop()) {

@@ -55,9 +55,10 @@ class RemoteSyscalls {
 
     // Runs code at `entry` with rdi = arg, rsi = arg2 and rsp = stack until it makes the
     // syscall `done_nr` with rdi == done_magic (its way of saying it has finished). The
-    // thread is left stopped at that syscall's exit.
+    // thread is left stopped at that syscall's exit. Throws if that takes more than
+    // `timeout_ms` (between two stops); the destructor then takes the thread back.
     void run_code(RemoteAddr entry, RemoteAddr stack_top, uint64_t arg, uint64_t arg2,
-                  long done_nr, uint64_t done_magic);
+                  long done_nr, uint64_t done_magic, long timeout_ms);
 
     // Test hooks (fault injection): called once, at the next remote syscall's entry stop /
     // right after the next run_code has set the thread running.
