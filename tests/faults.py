@@ -3,8 +3,9 @@
 
 For every step printed by `ckpt dump --list-fault-steps`, in two modes, and for
 each of the programs zt_counter, zt_signals, zt_fpu (FPU/AVX registers),
-zt_threads_sigmask (threads with their own masks and pending signals) and
-zt_guard_pages (guard regions and its own SIGSEGV handler):
+zt_threads_sigmask (threads with their own masks and pending signals),
+zt_guard_pages (guard regions and its own SIGSEGV handler) and zt_sigpipe_pending
+(a pending SIGPIPE the parasite's own cleanup must not take):
   - error mode (`--fault-inject STEP`): ckpt rolls back and reports, as below;
   - kill mode (`--fault-inject STEP:kill`): ckpt SIGKILLs itself there, so no
     rollback code of ckpt runs; the target must cure itself (the parasite's way
@@ -41,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ztlib  # noqa: E402
 from ztlib import TestFailure, log  # noqa: E402
 
-PROGRAMS = ("counter", "signals", "fpu", "threads_sigmask", "guard_pages")
+PROGRAMS = ("counter", "signals", "fpu", "threads_sigmask", "guard_pages", "sigpipe_pending")
 THREADED = ("threads_sigmask",)
 THREAD_ONLY_STEPS = ("thread-command",)
 # Killed at these steps, the target survives but keeps the parasite's region mapped

@@ -74,6 +74,7 @@ TESTS = {
     "mmap_shared_ro": {},
     "vma_flags": {},
     "guard_pages": {},
+    "sigpipe_pending": {},
     # multi-threaded (tests/programs/threads_*.c)
     "threads_mutex": {},
     "threads_condvar": {},

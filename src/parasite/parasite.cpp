@@ -95,7 +95,7 @@ long splice_all(int fd, Iov* iov, uint64_t n) {
     return 0;
 }
 
-long dump_pages(DumpPages& dp, Iov* iov_buf, uint64_t iov_cap) {
+long dump_pages(DumpPages& dp, Iov* iov_buf, uint64_t iov_cap, uint32_t* epipe) {
     uint64_t page_index = 0, n_iov = 0, bytes = 0;
     for (uint64_t w = 0; w < kMaxBatchPages / 64; ++w) dp.nonzero_bitmap[w] = 0;
     for (uint32_t s = 0; s < dp.nr_spans; ++s) {
@@ -127,6 +127,7 @@ long dump_pages(DumpPages& dp, Iov* iov_buf, uint64_t iov_cap) {
             ++last;
         }
         long r = splice_all(dp.pipe_fds[pipe], &iov_buf[first], last - first);
+        if (r == -32) *epipe = 1;  // EPIPE: the tracer's read ends are gone
         if (r < 0) return r;
         if (rest.len) iov_buf[--last] = rest;
         first = last;
@@ -145,7 +146,7 @@ extern "C" __attribute__((used)) void parasite_main(ParasiteArgs* args) {
         switch (args->cmd) {
             case kCmdProcessState: r = process_state(args->process); break;
             case kCmdThreadState: r = thread_state(args->thread); break;
-            case kCmdDumpPages: r = dump_pages(args->pages, iov, kMaxBatchPages); break;
+            case kCmdDumpPages: r = dump_pages(args->pages, iov, kMaxBatchPages, &args->exit_leader.epipe_seen); break;
             case kCmdHang:
                 for (;;) sys(__NR_pause);
         }
@@ -163,7 +164,7 @@ extern "C" __attribute__((used)) long parasite_emergency(EmergencyExit* ex) {
         for (int i = 0; i < 2; ++i)
             if (fds[i] >= 0) sys(__NR_close, fds[i]);
     }
-    if (ex->drain_sigpipe) {
+    if (ex->epipe_seen && !ex->sigpipe_was_pending) {
         uint64_t set = 1ull << (13 - 1);  // SIGPIPE
         struct {
             int64_t sec, nsec;

@@ -99,7 +99,8 @@ struct EmergencyExit {
     uint64_t unmap_base, unmap_len;
     uint64_t g_sys;
     uint64_t pending_pipe;   // int[2] a pipe2 in flight writes to (pre-filled with -1), or 0
-    uint32_t drain_sigpipe;  // a vmsplice into a pipe without reader queued one: remove it
+    uint32_t sigpipe_was_pending;  // in the thread's own queue before the parasite ran
+    uint32_t epipe_seen;           // a vmsplice failed with EPIPE (and so queued a SIGPIPE)
     uint32_t nr_fds;
     int32_t fds[kMaxPipes + 1];  // write ends, and a read end while it is handed over
 };

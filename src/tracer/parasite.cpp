@@ -62,9 +62,12 @@ Parasite::Parasite(RemoteSyscalls& leader, const Gadgets& gadgets)
     const uint64_t frame_size = sigframe_size(leader.saved().xstate.size());
     if (frame_size > parasite::kFrameSlot / 2) fail("xsave area too large ({} bytes)", frame_size);
     args_off_ = round_up(blob.size(), kPage);
-    leader_frame_off_ = round_up(args_off_ + sizeof(parasite::ParasiteArgs), kPage) + parasite::kFrameSlot / 2;
-    thread_frame_off_ = leader_frame_off_ + parasite::kFrameSlot;
-    leader_stack_top_ = leader_frame_off_ + parasite::kFrameSlot / 2 + parasite::kStackSize;
+    // [blob][args][leader frame slot][thread frame slot][leader stack][thread stack]; each
+    // frame sits mid-slot so that a signal frame the kernel might push below it still fits.
+    const uint64_t slots = round_up(args_off_ + sizeof(parasite::ParasiteArgs), kPage);
+    leader_frame_off_ = slots + parasite::kFrameSlot / 2;
+    thread_frame_off_ = slots + parasite::kFrameSlot + parasite::kFrameSlot / 2;
+    leader_stack_top_ = slots + 2 * parasite::kFrameSlot + parasite::kStackSize;
     thread_stack_top_ = leader_stack_top_ + parasite::kStackSize;
     size_ = thread_stack_top_;
 
@@ -97,7 +100,9 @@ Parasite::Parasite(RemoteSyscalls& leader, const Gadgets& gadgets)
         std::memcpy(static_cast<char*>(local_) + parasite::kLeaderExitPtrOffset, &exit_leader, 8);
         auto& ex = args_->exit_leader;
         ex.frame = at(leader_frame_off_).addr();
-        ex.drain_sigpipe = !sigpipe_pending(leader.tid());
+        // A SIGPIPE the parasite's EPIPE queues goes to the thread's own queue, where it merges
+        // with one already there: only remove it if there was none.
+        ex.sigpipe_was_pending = sigpipe_pending(leader.tid());
         if (kill_safe_) {
             ex.unmap_frame = stack_frame_.addr();
             ex.unmap_base = base_.addr();
@@ -139,9 +144,10 @@ void Parasite::setup_pipes() {
         PagePipe p;
         int rd = fds[0];
         p.remote_write = fds[1];
-        ex.fds[ex.nr_fds++] = fds[1];
-        ex.fds[ex.nr_fds++] = rd;
-        ex.pending_pipe = 0;
+        ex.fds[ex.nr_fds] = fds[1];
+        ex.fds[ex.nr_fds + 1] = rd;
+        ex.pending_pipe = 0;  // before the count grows: never listed twice
+        ex.nr_fds += 2;
         p.read.reset(::open(fmt::format("/proc/{}/fd/{}", leader_.pid(), rd).c_str(),
                             O_RDONLY | O_CLOEXEC));
         int saved_errno = errno;
@@ -175,7 +181,9 @@ void Parasite::cleanup() noexcept {
             leader_.syscall(__NR_close, static_cast<uint64_t>(p.remote_write));
             p.remote_write = -1;
         }
-        if (!base_.null()) {
+        if (!base_.null() && region_in_use_) {
+            log::error("process {}: a thread may still be in the parasite region; leaving it mapped", leader_.pid());
+        } else if (!base_.null()) {
             // The frame in the region goes with it: the call's way home is the stack frame.
             if (!stack_frame_.null())
                 leader_.on_next_syscall_entry([] { fault::kill_point("unmap"); });
@@ -185,7 +193,7 @@ void Parasite::cleanup() noexcept {
             if (r != 0) log::error("could not unmap the parasite from process {}", leader_.pid());
             base_ = RemoteAddr();
         }
-    } catch (const Error& e) {
+    } catch (const std::exception& e) {
         log::error("could not remove the parasite from process {}: {}", leader_.pid(), e.what());
     }
     pipes_.clear();
@@ -221,14 +229,21 @@ long Parasite::run_in_thread(pid_t tid, parasite::Command cmd) {
     args_->result = -1;
     // While another thread runs in the region, a leader going home on its own must not
     // unmap it under that thread.
+    // If the thread cannot be given its state back, it may still run in the region: then the
+    // region is never unmapped, by the leader's way home or by cleanup().
     auto& ex = args_->exit_leader;
     struct Restore {
-        uint64_t& field;
+        Parasite& p;
         uint64_t value;
-        ~Restore() { field = value; }
-    } keep{ex.unmap_frame, ex.unmap_frame};
+        bool restored = false;
+        ~Restore() {
+            if (restored && p.args_) p.args_->exit_leader.unmap_frame = value;
+            if (!restored) p.region_in_use_ = true;
+        }
+    } keep{*this, ex.unmap_frame};
     ex.unmap_frame = 0;
     RemoteSyscalls thread(leader_.pid(), tid, gadgets_);
+    thread.report_restored_to(&keep.restored);
     thread.place_frame(at(thread_frame_off_), at(parasite::kSigreturnOffset));
     thread.on_next_run([] { fault::point("thread-command"); });
     thread.run_code(at(parasite::kEntryOffset), at(thread_stack_top_ - 64), at(args_off_).addr(),

@@ -69,6 +69,7 @@ class Parasite {
     uint64_t pipe_capacity_ = 0;
     bool kill_safe_ = false;
     bool pipes_used_ = false;
+    bool region_in_use_ = false;  // a thread could not be taken back out of it
 };
 
 }  // namespace ckpt::tracer

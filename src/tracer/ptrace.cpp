@@ -120,10 +120,12 @@ StopStatus wait_tid_for(pid_t tid, long timeout_ms) {
             s.timed_out = true;
             return s;
         }
-        // The alarm only breaks the wait below; a fresh one each round (it is one-shot).
+        // The alarm only breaks the wait below. It repeats, so that one arriving just before
+        // waitpid blocks cannot leave the wait without a deadline.
         itimerval it{};
         it.it_value.tv_sec = left / 1000000;
         it.it_value.tv_usec = left % 1000000;
+        it.it_interval.tv_usec = 100000;
         ::setitimer(ITIMER_REAL, &it, nullptr);
         pid_t who = ::waitpid(tid, &s.status, __WALL);
         int err = errno;

@@ -22,6 +22,9 @@ uint64_t bit(int sig) { return 1ull << (sig - 1); }
 // While ckpt's code runs in a thread nothing may be delivered to it, except the signals a
 // fault raises: the kernel resets the handler of a fault signal that is blocked, so those
 // stay open and a fault shows up as a signal stop that ckpt swallows.
+// Our code runs with plain flags (no DF, AC or TF the program may have set).
+constexpr uint64_t kCleanFlags = 0x202;
+
 const uint64_t kRemoteMask = ~(bit(SIGSEGV) | bit(SIGBUS) | bit(SIGILL) | bit(SIGFPE) |
                                bit(SIGTRAP) | bit(SIGSYS));
 
@@ -44,6 +47,7 @@ void RemoteSyscalls::settle() {
         StopStatus st = wait_tid(tid_);
         if (st.exited) fail("thread {} died while running the parasite", tid_);
         running_ = false;
+        defer_if_signal(st);
         __ptrace_syscall_info info{};
         if (st.syscall_stop() &&
             ::ptrace(PTRACE_GET_SYSCALL_INFO, tid_, reinterpret_cast<void*>(sizeof info), &info) > 0)
@@ -60,6 +64,7 @@ void RemoteSyscalls::settle() {
             StopStatus st = wait_tid(tid_);
             if (st.exited) fail("thread {} died in a cancelled remote syscall", tid_);
             if (st.syscall_stop()) break;
+            defer_if_signal(st);
         }
         at_syscall_entry_ = false;
     }
@@ -74,7 +79,8 @@ void RemoteSyscalls::restore() noexcept {
         // restores the mask itself if ckpt dies now.
         set_sigmask(tid_, saved_.sigmask);
         set_regs(tid_, saved_.regs);
-    } catch (const Error& e) {
+        if (restored_) *restored_ = true;
+    } catch (const std::exception& e) {
         log::error("could not restore thread {} after remote calls: {}", tid_, e.what());
     }
     for (int sig : deferred_signals_) {
@@ -85,6 +91,9 @@ void RemoteSyscalls::restore() noexcept {
 }
 
 void RemoteSyscalls::place_frame(RemoteAddr at, RemoteAddr sigreturn_gadget) {
+    if (frame_.null() && sigframe_loses_restart(saved_))
+        log::info("thread {} sleeps in a restarted syscall: if ckpt is killed now, that sleep "
+                  "ends early with EINTR (docs/fail-closed.md)", tid_);
     std::string bytes = build_sigframe(saved_, at, sigreturn_gadget);
     write_mem(pid_, at.addr(), bytes.data(), bytes.size());
     Regs parked = saved_.regs;
@@ -98,8 +107,17 @@ void RemoteSyscalls::place_frame(RemoteAddr at, RemoteAddr sigreturn_gadget) {
 
 void RemoteSyscalls::block_signals() {
     if (signals_blocked_) return;
-    set_sigmask(tid_, kRemoteMask | saved_.sigmask);
+    // Not OR-ed with the program's mask: a fault signal the program blocks must be open too.
+    set_sigmask(tid_, kRemoteMask);
     signals_blocked_ = true;
+}
+
+void RemoteSyscalls::defer_if_signal(const StopStatus& st) {
+    if (st.exited || !WIFSTOPPED(st.status) || st.syscall_stop() || st.event() != 0) return;
+    siginfo_t si{};
+    // A fault of our own code is dropped; anything sent from outside is the program's.
+    if (::ptrace(PTRACE_GETSIGINFO, tid_, nullptr, &si) == 0 && (si.si_code <= 0 || si.si_code == SI_KERNEL))
+        deferred_signals_.push_back(st.signal());
 }
 
 bool RemoteSyscalls::handle_signal_stop(const StopStatus& st, const char* where) {
@@ -153,6 +171,7 @@ long RemoteSyscalls::do_syscall(RemoteAddr frame, long nr, uint64_t a1, uint64_t
     }
     r.rax = static_cast<uint64_t>(nr);
     r.orig_rax = static_cast<uint64_t>(-1);  // no syscall restart on our registers
+    r.eflags = kCleanFlags;
     r.rdi = a1;
     r.rsi = a2;
     r.rdx = a3;
@@ -192,6 +211,7 @@ void RemoteSyscalls::run_code(RemoteAddr entry, RemoteAddr stack_top, uint64_t a
     r.rsi = arg2;
     r.orig_rax = static_cast<uint64_t>(-1);
     r.rax = 0;
+    r.eflags = kCleanFlags;
     set_regs(tid_, r);
     block_signals();
     bool in_syscall = false;

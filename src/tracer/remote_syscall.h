@@ -64,9 +64,12 @@ class RemoteSyscalls {
     // right after the next run_code has set the thread running.
     void on_next_syscall_entry(std::function<void()> f) { entry_hook_ = std::move(f); }
     void on_next_run(std::function<void()> f) { run_hook_ = std::move(f); }
+    // `*flag` becomes true once the thread has really been given its state back.
+    void report_restored_to(bool* flag) { restored_ = flag; }
 
   private:
     void block_signals();
+    void defer_if_signal(const StopStatus& st);
     // Brings the thread to a quiet stop after an abandoned call (see at_syscall_entry_).
     void settle();
     bool handle_signal_stop(const StopStatus& st, const char* where);
@@ -84,6 +87,7 @@ class RemoteSyscalls {
     bool running_ = false;  // resumed into our code, not yet stopped again
     std::vector<int> deferred_signals_;  // sent from outside while ckpt's code ran
     std::function<void()> entry_hook_, run_hook_;
+    bool* restored_ = nullptr;
 };
 
 }  // namespace ckpt::tracer

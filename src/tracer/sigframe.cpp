@@ -1,5 +1,7 @@
 #include "tracer/sigframe.h"
 
+#include <cpuid.h>
+
 #include <cstring>
 
 #include "common/cpu.h"
@@ -59,8 +61,26 @@ struct FpxSwBytes {
 static_assert(sizeof(FpxSwBytes) == 48);
 
 constexpr uint64_t fpstate_offset() { return (sizeof(KernelRtSigframe) + 63) & ~63ull; }
+constexpr uint64_t kXstateBvOffset = 512;  // the xsave header's XSTATE_BV
+
+// Bytes of the standard-format xsave area without AMX tile data: what the kernel expects in
+// the signal frame of a thread that has not asked for AMX.
+uint64_t size_without_tile_data() {
+    unsigned eax, ebx, ecx, edx;
+    __cpuid_count(0xd, 18, eax, ebx, ecx, edx);  // ebx: offset of the tile data component
+    return ebx;
+}
+
+bool restartable(const Regs& r) {
+    const long nr = static_cast<long>(r.orig_rax), ret = static_cast<long>(r.rax);
+    return nr >= 0 && (ret == -512 || ret == -513 || ret == -514 || ret == -516);
+}
 
 }  // namespace
+
+bool sigframe_loses_restart(const ThreadContext& ctx) {
+    return restartable(ctx.regs) && ctx.regs.orig_rax == 219;  // __NR_restart_syscall
+}
 
 uint64_t sigframe_size(uint64_t xstate_size) { return fpstate_offset() + xstate_size + 4; }
 
@@ -86,8 +106,7 @@ std::string build_sigframe(const ThreadContext& ctx, RemoteAddr at, RemoteAddr p
     sc.cs = static_cast<uint16_t>(r.cs);
     sc.ss = static_cast<uint16_t>(r.ss);
     sc.fpstate = at.addr() + fpstate_offset();
-    const long nr = static_cast<long>(r.orig_rax), ret = static_cast<long>(r.rax);
-    if (nr >= 0 && (ret == -512 || ret == -513 || ret == -514 || ret == -516)) {
+    if (restartable(r)) {
         sc.rax = r.orig_rax;
         sc.rip = r.rip - 2;
     }
@@ -101,6 +120,22 @@ std::string build_sigframe(const ThreadContext& ctx, RemoteAddr at, RemoteAddr p
     sw.extended_size = static_cast<uint32_t>(ctx.xstate.size() + 4);
     sw.xfeatures = read_xcr0() & ~kXfeatureTileData;
     sw.xstate_size = static_cast<uint32_t>(ctx.xstate.size());
+    // ptrace hands out the largest area the kernel knows (with AMX tile data where the CPU has
+    // it), but rt_sigreturn checks the frame against the thread's own, smaller size unless the
+    // thread uses AMX. With the tile data in its init state, say the smaller size (and put the
+    // second magic at both ends: inside the unused tile data it is harmless).
+    uint64_t bv;
+    std::memcpy(&bv, fp + kXstateBvOffset, sizeof bv);
+    if ((read_xcr0() & kXfeatureTileData) && !(bv & kXfeatureTileData)) {
+        uint64_t small = size_without_tile_data();
+        if (small > kSwReservedOffset + sizeof sw && small < ctx.xstate.size()) {
+            sw.xstate_size = static_cast<uint32_t>(small);
+            sw.extended_size = static_cast<uint32_t>(small + 4);
+            std::memcpy(fp + small, &kFpXstateMagic2, 4);
+        }
+    } else if (bv & kXfeatureTileData) {
+        sw.xfeatures |= kXfeatureTileData;
+    }
     std::memcpy(fp + kSwReservedOffset, &sw, sizeof sw);
     std::memcpy(fp + ctx.xstate.size(), &kFpXstateMagic2, 4);
     return out;

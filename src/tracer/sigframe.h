@@ -30,6 +30,11 @@ struct ThreadContext {
 // rt_sigreturn also cancels the kernel's restart block.
 std::string build_sigframe(const ThreadContext& ctx, RemoteAddr at, RemoteAddr pretcode);
 
+// True if the frame cannot bring the thread back exactly: it was frozen in restart_syscall
+// (a sleep already restarted once, after a SIGSTOP/SIGCONT say), whose arguments live only in
+// the kernel's restart block, which rt_sigreturn cancels: the sleep would end with EINTR.
+bool sigframe_loses_restart(const ThreadContext& ctx);
+
 // Bytes build_sigframe produces for an xstate of this size (for placing frames).
 uint64_t sigframe_size(uint64_t xstate_size);
 
