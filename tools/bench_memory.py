@@ -15,8 +15,12 @@ def run_case(ckpt, hog, workdir, mib, kind):
     img = tempfile.mkdtemp(prefix=f"bench-{mib}-{kind}-", dir=workdir)
     proc = start_target([hog, str(mib), kind], img + ".ready")
     t = time.monotonic()
-    out = subprocess.run([ckpt, "dump", "--pid", str(proc.pid), "-o", img, "--print-stats"],
-                         check=True, capture_output=True, text=True).stdout
+    res = subprocess.run([ckpt, "dump", "--pid", str(proc.pid), "-o", img, "--print-stats"],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        proc.kill()
+        sys.exit(f"dump failed: {res.stderr.strip()}")
+    out = res.stdout
     dump_wall = time.monotonic() - t
     proc.wait()
     d = stats(out)

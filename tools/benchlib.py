@@ -14,7 +14,8 @@ def stats(text):
 
 def start_target(argv, ready):
     """Starts a benchmark target that creates `ready` (a file: ckpt restores no pipes yet)."""
-    proc = subprocess.Popen(argv + [ready], stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(argv + [ready], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL,
                             close_fds=True, start_new_session=True)
     while not os.path.exists(ready):
         if proc.poll() is not None:

@@ -110,6 +110,15 @@ void ImageWriter::checksum_runs(std::vector<PageRun>& runs) const {
     ::munmap(p, data_offset_);
 }
 
+void ImageWriter::data_appended(uint64_t n) {
+    // Start writing these pages to disk now, in the background: commit() must sync the
+    // whole image before a default dump kills its target, and would otherwise wait for all
+    // of it at once while the target is frozen.
+    if (n > 0) ::sync_file_range(data_.get(), static_cast<off64_t>(data_offset_),
+                                 static_cast<off64_t>(n), SYNC_FILE_RANGE_WRITE);
+    data_offset_ += n;
+}
+
 void ImageWriter::commit() {
     End end{nr_records_, data_offset_};
     add(end);

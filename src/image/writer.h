@@ -36,7 +36,7 @@ class ImageWriter {
     // at data_offset() too (pwrite): the fd's file offset is not used.
     uint64_t data_offset() const { return data_offset_; }
     int data_fd() const { return data_.get(); }
-    void data_appended(uint64_t n) { data_offset_ += n; }
+    void data_appended(uint64_t n);
     uint64_t append_data(const void* buf, size_t len);
 
     // Fills in the XXH3 of each run from what was written to data.img, reading it back
