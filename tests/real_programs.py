@@ -20,8 +20,9 @@ For one program (one ctest test each, real/NAME):
   2. `ckpt dump --leave-running`: if refused, print "refused: MESSAGE", check the program
      is unharmed (below) and stop: refusing is failing closed, a pass;
   3. otherwise, for every step of `ckpt dump --list-fault-steps` in kill mode (STEP:kill)
-     and error mode (STEP; not for kill-only steps), and for SIGINT and SIGKILL sent to
-     ckpt after delays spread over a measured dump: the program must be unharmed;
+     and error mode (STEP; not for kill-only steps), and for SIGINT, SIGTERM, SIGHUP and
+     SIGKILL sent to ckpt after delays spread over a measured dump: the program must be
+     unharmed (an interrupted ckpt must say `interrupted; process P left running`);
   4. a normal `ckpt dump` (which kills the original) and `ckpt restore -D IMG --detach`:
      the restored program must keep counting.
 "Unharmed": alive, neither traced nor stopped (any thread), visible state equal to before
@@ -49,7 +50,7 @@ THREAD_ONLY_STEPS = ("thread-command",)  # never reached in a single-threaded pr
 CMD_TIMEOUT = 60
 START_TIMEOUT = 60
 PROGRESS_WINDOW = 0.5
-SIGNAL_RUNS = (signal.SIGINT, signal.SIGKILL)
+SIGNAL_RUNS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGKILL)
 N_DELAYS = 4
 
 BASH_SLEEP = 'i=0; while :; do echo $i >> counter.txt; i=$((i+1)); sleep 0.01; done'
@@ -317,7 +318,7 @@ class Real:
             return "completed"
         if res.rc == -signal.SIGKILL and sig in (signal.SIGKILL, "kill"):
             return "killed"
-        if sig == signal.SIGINT and res.rc == -signal.SIGINT and not res.err.strip():
+        if isinstance(sig, signal.Signals) and res.rc == -sig and not res.err.strip():
             return "killed"  # the signal came before ckpt installed its handler
         ztlib.check_clean_error(res, what)
         return "error"
