@@ -16,11 +16,14 @@ program into them (its pid into cgroup.procs). Cases:
                  passes its check;
   thread         zt_threads_mutex, one of its threads alone in a cgroup (v1 `tasks`, or a
                  v2 threaded cgroup): the dump is refused with one line, the program runs
-                 on unchanged and passes its check.
+                 on unchanged and passes its check;
+  threaded-process  zt_threads_mutex with all its threads in a cgroup v2 threaded cgroup
+                 (whose cgroup.procs restore could not write): the dump is refused the same way.
 
 The cgroups are removed at the end, pass or fail (after the processes in them are gone).
 Exit code: 0 pass, 1 fail, 77 skipped (no cgroup hierarchy here lets the test move a
-process; for `thread`, none allows a thread its own cgroup).
+process; for `thread`, none allows a thread its own cgroup; for `threaded-process`, no
+cgroup v2 with threaded mode).
 """
 
 import argparse
@@ -39,7 +42,7 @@ from ztlib import TestFailure, log  # noqa: E402
 
 SKIP = 77
 CMD_TIMEOUT = 40
-CASES = ("restore", "removed", "leave-running", "thread")
+CASES = ("restore", "removed", "leave-running", "thread", "threaded-process")
 
 
 class Skip(Exception):
@@ -273,7 +276,25 @@ def isolate_thread(cgs, pid, tid):
     return None
 
 
-def case_thread(args, tmp, cgs):
+def threaded_process(cgs, pid, tids):
+    """Puts every thread of pid into a v2 threaded cgroup; a description, or None if impossible."""
+    mounts = cgroup_mounts()
+    if "v2" not in mounts:
+        return None
+    try:
+        d = cgs.make(mounts["v2"])
+        t = cgs.make(mounts["v2"], "t")
+        write(os.path.join(t, "cgroup.type"), "threaded")
+        write(os.path.join(d, "cgroup.procs"), str(pid))
+        for tid in [pid] + tids:
+            write(os.path.join(t, "cgroup.threads"), str(tid))
+        return "v2 threaded cgroup %s" % t
+    except OSError as e:
+        log("  cgroup v2 threaded mode cannot be used: %s" % e)
+        return None
+
+
+def case_thread(args, tmp, cgs, whole_process):
     work, img = os.path.join(tmp, "work"), os.path.join(tmp, "img")
     os.mkdir(work)
     os.mkdir(img)
@@ -286,15 +307,23 @@ def case_thread(args, tmp, cgs):
         tids = sorted(int(t) for t in os.listdir("/proc/%d/task" % pid) if int(t) != pid)
         if not tids:
             raise TestFailure("zt_threads_mutex has no threads besides the main one")
-        where = isolate_thread(cgs, pid, tids[0])
-        if where is None:
-            raise Skip("no cgroup hierarchy here gives a thread a cgroup of its own")
-        log("  thread %d of pid %d is alone in %s" % (tids[0], pid, where))
+        if whole_process:
+            where = threaded_process(cgs, pid, tids)
+            if where is None:
+                raise Skip("no cgroup v2 hierarchy with threaded mode here")
+            log("  every thread of pid %d is in %s" % (pid, where))
+            expect = ["threaded cgroup", cgs.name]
+        else:
+            where = isolate_thread(cgs, pid, tids[0])
+            if where is None:
+                raise Skip("no cgroup hierarchy here gives a thread a cgroup of its own")
+            log("  thread %d of pid %d is alone in %s" % (tids[0], pid, where))
+            expect = ["thread %d" % tids[0], "cgroup"]
         before = ztlib.visible_state(pid)
         res = ckpt.run(["dump", "--pid", pid, "-o", img], "dump", deadline.timeout(CMD_TIMEOUT))
-        ztlib.check_clean_error(res, "dump with a thread in its own cgroup")
-        if "thread %d" % tids[0] not in res.err or "cgroup" not in res.err:
-            raise TestFailure("the error does not name the thread and its cgroup: %s" % res.err.strip())
+        ztlib.check_clean_error(res, "dump of threads in cgroups of their own")
+        if not all(e in res.err for e in expect):
+            raise TestFailure("the error does not name %s: %s" % (expect, res.err.strip()))
         log("  refused: %s" % res.err.strip())
         if not ztlib.pid_running(pid):
             raise TestFailure("the program is gone after the refused dump")
@@ -323,8 +352,8 @@ def main():
     cgs = Cgroups()
     err, skipped = None, None
     try:
-        if args.case == "thread":
-            case_thread(args, tmp, cgs)
+        if args.case in ("thread", "threaded-process"):
+            case_thread(args, tmp, cgs, args.case == "threaded-process")
         else:
             case_dump_restore(args, tmp, cgs, args.case)
     except Skip as e:

@@ -102,6 +102,19 @@ std::optional<std::string> directory_of(const std::vector<Mount>& mounts, const 
     return std::nullopt;
 }
 
+// The directory of cgroup c here, or why there is none.
+std::string directory_or_reason(const image::Cgroup& c, bool& found) {
+    found = false;
+    auto mounts = mounts_of(c);
+    if (mounts.empty()) return "that hierarchy is not mounted here";
+    auto dir = directory_of(mounts, c.path);
+    if (!dir)
+        return fmt::format("no mount of that hierarchy reaches it ({} shows only {})", mounts.front().point,
+                           mounts.front().root);
+    found = true;
+    return *dir;
+}
+
 std::string where(const image::Cgroup& c) {
     return fmt::format("cgroup {} of {}", c.path, hierarchy_name(c));
 }
@@ -157,6 +170,27 @@ std::string thread_difference(pid_t pid, pid_t tid) {
     return {};
 }
 
+std::string restore_obstacle(pid_t pid) {
+    auto mine = of_process(::getpid());
+    for (const auto& c : of_process(pid)) {
+        const image::Cgroup* m = find(mine, c);
+        if (m && m->path == c.path) continue;  // a restore by this ckpt would not move it
+        bool found;
+        std::string dir = directory_or_reason(c, found);
+        if (!found) return fmt::format("is in {}, but {}", where(c), dir);
+        if (c.hierarchy != 0) continue;
+        std::string type;
+        try {
+            type = read_file(dir + "/cgroup.type");
+        } catch (const Error&) {
+            continue;  // the root cgroup has no type; without the file nothing is threaded
+        }
+        if (type.starts_with("threaded"))
+            return fmt::format("is in {}, a threaded cgroup (its cgroup.procs cannot be written)", where(c));
+    }
+    return {};
+}
+
 void restore_membership(pid_t pid, const std::vector<image::Cgroup>& recorded) {
     auto now = of_process(pid);
     for (const auto& rec : recorded) {
@@ -165,17 +199,12 @@ void restore_membership(pid_t pid, const std::vector<image::Cgroup>& recorded) {
         if (!cur && rec.path == "/") continue;  // a hierarchy this kernel lacks, and its root: nothing lost
         if (!cur)
             fail("cannot put pid {} back into {}: that hierarchy does not exist here", pid, where(rec));
-        auto mounts = mounts_of(rec);
-        if (mounts.empty())
-            fail("cannot put pid {} back into {}: that hierarchy is not mounted here", pid, where(rec));
-        auto dir = directory_of(mounts, rec.path);
-        if (!dir)
-            fail("cannot put pid {} back into {}: no mount of that hierarchy reaches it ({} shows only {})", pid,
-                 where(rec), mounts.front().point, mounts.front().root);
+        bool found;
+        std::string dir = directory_or_reason(rec, found);
+        if (!found) fail("cannot put pid {} back into {}: {}", pid, where(rec), dir);
         struct stat st;
-        if (::stat(dir->c_str(), &st) != 0)
-            fail_errno("cannot put pid {} back into {}: {}", pid, where(rec), *dir);
-        std::string procs = *dir + "/cgroup.procs";
+        if (::stat(dir.c_str(), &st) != 0) fail_errno("cannot put pid {} back into {}: {}", pid, where(rec), dir);
+        std::string procs = dir + "/cgroup.procs";
         UniqueFd fd(::open(procs.c_str(), O_WRONLY | O_CLOEXEC));
         std::string text = std::to_string(pid);
         if (!fd || ::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))

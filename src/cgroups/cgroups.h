@@ -28,6 +28,11 @@ std::string hierarchy_name(const image::Cgroup& c);
 // empty. Restore moves whole processes only, so such a thread would be put back wrongly.
 std::string thread_difference(pid_t pid, pid_t tid);
 
+// Why restore could not put process `pid` back into its cgroups, or empty: a cgroup in a
+// hierarchy not mounted here, or a cgroup v2 that is threaded. Checked at dump, where the
+// target can still be left alone.
+std::string restore_obstacle(pid_t pid);
+
 // Moves the (not yet running) restored process `pid` into the recorded cgroups wherever it
 // is elsewhere, and checks that the kernel shows it there afterwards. Fails, naming the
 // hierarchy and the path, if a recorded cgroup does not exist here, its hierarchy is not

@@ -230,7 +230,7 @@ class Audit {
         seccomp();
         capabilities();
         namespaces();
-        thread_cgroups();
+        cgroup_membership();
         paths();
         fds();
         vmas();
@@ -394,7 +394,10 @@ class Audit {
 
     // Restore puts back the cgroups of the whole process (cgroups/cgroups.h); a thread of its
     // own (cgroup v2 threaded mode, a v1 `tasks` write) would come back in the process's.
-    void thread_cgroups() {
+    void cgroup_membership() {
+        std::string obstacle = cgroups::restore_obstacle(pid_);
+        if (!obstacle.empty())
+            problems_.push_back(obstacle + ": restore could not put it back there; not supported yet");
         std::vector<std::string> found;
         for (pid_t tid : tids_) {
             if (tid == pid_) continue;
@@ -408,7 +411,7 @@ class Audit {
     }
 
     // Restore recreates the process in ckpt's own namespaces, so any other one would be
-    // silently replaced. cgroup membership is saved (see thread_cgroups()).
+    // silently replaced. cgroup membership is saved (see cgroup_membership()).
     void namespaces() {
         static constexpr std::string_view kNames[] = {"net", "uts", "ipc", "pid", "pid_for_children", "mnt",
                                                       "time", "time_for_children", "user", "cgroup"};
