@@ -252,7 +252,10 @@ void print_cgroups(const Process& p, std::FILE* out) {
         }
         line += fmt::format("{}{} {}", line.empty() ? "" : ", ", c.hierarchy == 0 ? "v2" : c.controllers, c.path);
     }
-    if (at_root) line += fmt::format("{}{} at the root", line.empty() ? "" : "; ", at_root == p.cgroups.size() ? "all" : fmt::format("{} more", at_root));
+    if (at_root == p.cgroups.size())
+        line = "all at the root";
+    else if (at_root)
+        line += fmt::format("; {} more at the root", at_root);
     fmt::print(out, "  cgroups: {}\n", line);
 }
 
