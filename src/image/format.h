@@ -127,6 +127,19 @@ struct MmFields {  // what PR_SET_MM_MAP takes back
     }
 };
 
+// One line of /proc/PID/cgroup: a hierarchy and the process's cgroup in it, relative to the
+// root of ckpt's cgroup namespace (the audit refuses a target in another one).
+struct Cgroup {
+    uint32_t hierarchy = 0;   // the id in /proc/PID/cgroup; 0 is cgroup v2 (ids can change at boot)
+    std::string controllers;  // "cpu,cpuacct", "name=systemd"; empty for cgroup v2
+    std::string path;         // "/user.slice/..."
+    template <typename V> void visit(V& v) {
+        v("hierarchy", hierarchy);
+        v("controllers", controllers);
+        v("path", path);
+    }
+};
+
 struct Creds {
     uint32_t ruid = 0, euid = 0, suid = 0, fsuid = 0;
     uint32_t rgid = 0, egid = 0, sgid = 0, fsgid = 0;
@@ -168,6 +181,7 @@ struct Process {
     uint32_t thp_disable = 0;        // PR_GET_THP_DISABLE: 0, 1, or 3 (except where advised)
     uint32_t child_subreaper = 0;    // PR_GET_CHILD_SUBREAPER
     uint32_t membarrier = 0;         // MEMBARRIER_CMD_REGISTER_* commands registered
+    std::vector<Cgroup> cgroups;     // every hierarchy of /proc/PID/cgroup (all threads alike)
 
     template <typename V> void visit(V& v) {
         v("pid", pid);
@@ -195,6 +209,7 @@ struct Process {
         v("thp_disable", thp_disable);
         v("child_subreaper", child_subreaper);
         v("membarrier", membarrier);
+        v("cgroups", cgroups);
     }
 };
 

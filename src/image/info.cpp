@@ -239,6 +239,26 @@ void print_handlers(const Process& p, std::FILE* out) {
     }
 }
 
+// Only the hierarchies where the process is below the root: on a machine with many v1
+// hierarchies the rest is noise (--json has every line).
+void print_cgroups(const Process& p, std::FILE* out) {
+    if (p.cgroups.empty()) return;
+    std::string line;
+    size_t at_root = 0;
+    for (const auto& c : p.cgroups) {
+        if (c.path == "/") {
+            ++at_root;
+            continue;
+        }
+        line += fmt::format("{}{} {}", line.empty() ? "" : ", ", c.hierarchy == 0 ? "v2" : c.controllers, c.path);
+    }
+    if (at_root == p.cgroups.size())
+        line = "all at the root";
+    else if (at_root)
+        line += fmt::format("; {} more at the root", at_root);
+    fmt::print(out, "  cgroups: {}\n", line);
+}
+
 void print_text(const Image& img, const InfoOptions& opts, std::FILE* out) {
     const auto& h = img.header;
     fmt::print(out, "image: format {}, by ckpt {}, kernel {}, created {}, data {}\n", kFormatVersion,
@@ -252,6 +272,7 @@ void print_text(const Image& img, const InfoOptions& opts, std::FILE* out) {
                    p.umask, p.creds.euid, p.creds.egid);
         fmt::print(out, "  ppid {} pgid {} sid {}  brk {}\n", p.ppid, p.pgid, p.sid,
                    field<MmFields>("brk", p.mm.brk));
+        print_cgroups(p, out);
         print_threads(img, p, opts, out);
         print_memory(img, p, out);
         print_files(img, p, out);

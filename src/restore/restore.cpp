@@ -22,6 +22,7 @@
 #include <cstring>
 #include <map>
 
+#include "cgroups/cgroups.h"
 #include "common/cpu.h"
 #include "common/error.h"
 #include "common/fd.h"
@@ -344,6 +345,9 @@ int restore(const RestoreOptions& opts) {
                  PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXIT |
                      PTRACE_O_TRACECLONE) != 0)
         fail_errno("cannot trace the new process {}", pid);
+    // Before any memory is restored, so that it is charged to the process's own memory
+    // cgroup, and before the affinity, which a cpuset move would reset.
+    cgroups::restore_membership(pid, proc.cgroups);
     if (::write(go_w.get(), "g", 1) != 1) fail_errno("cannot start the new process");
     go_w.reset();
 

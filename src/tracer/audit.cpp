@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "cgroups/cgroups.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "tracer/proc_parse.h"
@@ -229,6 +230,7 @@ class Audit {
         seccomp();
         capabilities();
         namespaces();
+        cgroup_membership();
         paths();
         fds();
         vmas();
@@ -390,8 +392,26 @@ class Audit {
                 join(found, "; ")));
     }
 
+    // Restore puts back the cgroups of the whole process (cgroups/cgroups.h); a thread of its
+    // own (cgroup v2 threaded mode, a v1 `tasks` write) would come back in the process's.
+    void cgroup_membership() {
+        std::string obstacle = cgroups::restore_obstacle(pid_);
+        if (!obstacle.empty())
+            problems_.push_back(obstacle + ": restore could not put it back there; not supported yet");
+        std::vector<std::string> found;
+        for (pid_t tid : tids_) {
+            if (tid == pid_) continue;
+            std::string diff = cgroups::thread_difference(pid_, tid);
+            if (!diff.empty()) found.push_back(diff);
+        }
+        if (!found.empty())
+            problems_.push_back(fmt::format(
+                "has threads in other cgroups than the process ({}): per-thread cgroups are not supported yet",
+                join(found, ", ")));
+    }
+
     // Restore recreates the process in ckpt's own namespaces, so any other one would be
-    // silently replaced. cgroup membership is not a namespace and is not checked here.
+    // silently replaced. cgroup membership is saved (see cgroup_membership()).
     void namespaces() {
         static constexpr std::string_view kNames[] = {"net", "uts", "ipc", "pid", "pid_for_children", "mnt",
                                                       "time", "time_for_children", "user", "cgroup"};

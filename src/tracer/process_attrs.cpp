@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "cgroups/cgroups.h"
 #include "common/error.h"
 #include "common/fs.h"
 
@@ -43,6 +44,7 @@ void collect_attrs(pid_t pid, image::Process& p, std::vector<image::Thread>& thr
     if (::access(loginuid.c_str(), F_OK) == 0)  // absent without CONFIG_AUDITSYSCALL
         p.loginuid = static_cast<uint32_t>(read_number(loginuid));
     for (auto& t : threads) t.no_new_privs = no_new_privs(pid, t.tid);
+    p.cgroups = cgroups::of_process(pid);  // the audit made sure every thread shares them
 }
 
 void take_parasite_attrs(const parasite::ProcessState& ps, image::Process& p) {

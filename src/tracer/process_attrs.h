@@ -1,6 +1,6 @@
 // Process and thread attributes beyond ids, memory, files and signals: oom_score_adj,
 // loginuid, THP disable, child subreaper, membarrier registrations, resource limits,
-// no_new_privs.
+// no_new_privs, cgroup membership.
 #pragma once
 
 #include <sys/types.h>

@@ -130,6 +130,7 @@ image::Process sample_process(int32_t pid) {
     p.thp_disable = 3;
     p.child_subreaper = 1;
     p.membarrier = 0x10;
+    p.cgroups = {{4, "cpu,cpuacct", "/a:b/c"}, {0, "", "/"}};
     return p;
 }
 
