@@ -14,7 +14,6 @@ other reason cannot pass them.
 Exit code: 0 pass, 1 fail, 77 skipped (ctest SKIP_RETURN_CODE).
 """
 
-import argparse
 import os
 import shutil
 import signal
@@ -29,11 +28,10 @@ from ztlib import TestFailure, log  # noqa: E402
 
 CMD_TIMEOUT = 20
 PF_KTHREAD = 0x00200000
-SKIP = 77
+SKIP = ztlib.SKIP
 
 
-class Skip(Exception):
-    pass
+Skip = ztlib.Skip
 
 
 class Ctx:
@@ -253,51 +251,7 @@ CASES = {
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
-    ztlib.common_args(ap)
-    ap.add_argument("--list", action="store_true", help="list the cases and exit")
-    ap.add_argument("case", nargs="?")
-    args = ap.parse_args()
-    if args.list:
-        print("\n".join(CASES))
-        return 0
-    if args.case not in CASES:
-        ap.error("unknown case %r; known: %s" % (args.case, ", ".join(CASES)))
-    args.ckpt = os.path.abspath(args.ckpt)
-    args.bindir = os.path.abspath(args.bindir)
-    ztlib.check_root_and_binary(args)
-    ztlib.set_subreaper()
-    ztlib.install_signal_handlers()
-    ctx = Ctx(args, args.case)
-    log("badinput %s: start (tmp dir %s)" % (args.case, ctx.tmp))
-    ok, err, skipped = False, None, None
-    try:
-        CASES[args.case](ctx)
-        left = ztlib.descendants()
-        if left:
-            raise TestFailure("processes left behind: %s" % sorted(left))
-        ok = True
-    except Skip as e:
-        skipped = str(e)
-    except TestFailure as e:
-        err = str(e)
-    except BaseException as e:
-        err = "harness error: %r" % (e,)
-    killed = ctx.cleanup()
-    if ok and killed:
-        ok, err = False, "processes were left behind: %s" % killed
-    if skipped is not None:
-        ztlib.remove_tree(ctx.tmp)
-        log("SKIP badinput %s: %s" % (args.case, skipped))
-        return SKIP
-    if ok:
-        if not args.keep:
-            ztlib.remove_tree(ctx.tmp)
-        log("PASS badinput %s (%.2f s)" % (args.case, time.monotonic() - ctx.t0))
-        return 0
-    log("FAIL badinput %s: %s" % (args.case, err))
-    log("  kept for inspection: %s" % ctx.tmp)
-    return 1
+    return ztlib.case_main("badinput", __doc__, CASES, Ctx)
 
 
 if __name__ == "__main__":

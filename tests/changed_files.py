@@ -12,7 +12,6 @@ change that keeps the content identity) must bring the program back, and it must
 Exit code: 0 pass, 1 fail.
 """
 
-import argparse
 import os
 import shutil
 import signal
@@ -253,45 +252,7 @@ CASES = {
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
-    ztlib.common_args(ap)
-    ap.add_argument("--list", action="store_true", help="list the cases and exit")
-    ap.add_argument("case", nargs="?")
-    args = ap.parse_args()
-    if args.list:
-        print("\n".join(CASES))
-        return 0
-    if args.case not in CASES:
-        ap.error("unknown case %r; known: %s" % (args.case, ", ".join(CASES)))
-    args.ckpt = os.path.abspath(args.ckpt)
-    args.bindir = os.path.abspath(args.bindir)
-    ztlib.check_root_and_binary(args)
-    ztlib.set_subreaper()
-    ztlib.install_signal_handlers()
-    ctx = Ctx(args, args.case)
-    log("changed_files %s: start (tmp dir %s)" % (args.case, ctx.tmp))
-    ok, err = False, None
-    try:
-        CASES[args.case](ctx)
-        left = ztlib.descendants()
-        if left:
-            raise TestFailure("processes left behind: %s" % sorted(left))
-        ok = True
-    except TestFailure as e:
-        err = str(e)
-    except BaseException as e:
-        err = "harness error: %r" % (e,)
-    killed = ctx.cleanup()
-    if ok and killed:
-        ok, err = False, "processes were left behind: %s" % killed
-    if ok:
-        if not args.keep:
-            ztlib.remove_tree(ctx.tmp)
-        log("PASS changed_files %s (%.2f s)" % (args.case, time.monotonic() - ctx.t0))
-        return 0
-    log("FAIL changed_files %s: %s" % (args.case, err))
-    log("  kept for inspection: %s" % ctx.tmp)
-    return 1
+    return ztlib.case_main("changed_files", __doc__, CASES, Ctx)
 
 
 if __name__ == "__main__":

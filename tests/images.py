@@ -30,7 +30,6 @@ with SIGSTOP at STEP, and the harness waits for that state before it acts.
 Exit code: 0 pass, 1 fail.
 """
 
-import argparse
 import hashlib
 import json
 import os
@@ -526,45 +525,7 @@ CASES = {
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
-    ztlib.common_args(ap)
-    ap.add_argument("--list", action="store_true", help="list the cases and exit")
-    ap.add_argument("case", nargs="?")
-    args = ap.parse_args()
-    if args.list:
-        print("\n".join(CASES))
-        return 0
-    if args.case not in CASES:
-        ap.error("unknown case %r; known: %s" % (args.case, ", ".join(CASES)))
-    args.ckpt = os.path.abspath(args.ckpt)
-    args.bindir = os.path.abspath(args.bindir)
-    ztlib.check_root_and_binary(args)
-    ztlib.set_subreaper()
-    ztlib.install_signal_handlers()
-    ctx = Ctx(args, args.case)
-    log("images %s: start (tmp dir %s)" % (args.case, ctx.tmp))
-    ok, err = False, None
-    try:
-        CASES[args.case](ctx)
-        left = ztlib.descendants() - {s[0].pid for s in ctx.started}
-        if left:
-            raise TestFailure("processes left behind: %s" % sorted(left))
-        ok = True
-    except TestFailure as e:
-        err = str(e)
-    except BaseException as e:
-        err = "harness error: %r" % (e,)
-    killed = ctx.cleanup()
-    if ok and killed:
-        ok, err = False, "processes were left behind: %s" % killed
-    if ok:
-        if not args.keep:
-            ztlib.remove_tree(ctx.tmp)
-        log("PASS images %s (%.2f s)" % (args.case, time.monotonic() - ctx.t0))
-        return 0
-    log("FAIL images %s: %s" % (args.case, err))
-    log("  kept for inspection: %s" % ctx.tmp)
-    return 1
+    return ztlib.case_main("images", __doc__, CASES, Ctx, lambda ctx: {s[0].pid for s in ctx.started})
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ kind the kernel shows in /proc/PID/fd links here) and none of the saved ones.
 Exit code: 0 pass, 1 fail, 77 skipped (the machine cannot create the state).
 """
 
-import argparse
 import os
 import re
 import shutil
@@ -36,7 +35,7 @@ import ztlib  # noqa: E402
 from ztlib import TestFailure, log  # noqa: E402
 
 CMD_TIMEOUT = 30
-SKIP = 77
+SKIP = ztlib.SKIP
 
 # zt_fdkinds kind -> the kind name ckpt's audit uses, or None for kinds ckpt saves.
 FD_KINDS = {
@@ -73,8 +72,7 @@ FD_KINDS = {
 FD_RE = re.compile(r"has fd (\d+) \((.*?)\) of (?:kind ([^:;]+)|(a kind ckpt does not know))")
 
 
-class Skip(Exception):
-    pass
+Skip = ztlib.Skip
 
 
 class Ctx:
@@ -360,51 +358,7 @@ for _k in FD_KINDS:
 
 
 def main():
-    if sys.argv[1:] == ["--list"]:  # for tests/CMakeLists.txt, without the other options
-        print("\n".join(CASES))
-        return 0
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
-    ztlib.common_args(ap)
-    ap.add_argument("--list", action="store_true", help="list the cases and exit")
-    ap.add_argument("case", nargs="?")
-    args = ap.parse_args()
-    if args.list:
-        print("\n".join(CASES))
-        return 0
-    if args.case not in CASES:
-        ap.error("unknown case %r; known: %s" % (args.case, ", ".join(CASES)))
-    args.ckpt = os.path.abspath(args.ckpt)
-    args.bindir = os.path.abspath(args.bindir)
-    ztlib.check_root_and_binary(args)
-    ztlib.set_subreaper()
-    ztlib.install_signal_handlers()
-    ctx = Ctx(args, args.case)
-    log("refusals %s: start (tmp dir %s)" % (args.case, ctx.tmp))
-    ok, err, skipped = False, None, None
-    try:
-        CASES[args.case](ctx)
-        ok = True
-    except Skip as e:
-        skipped = str(e)
-    except TestFailure as e:
-        err = str(e)
-    except BaseException as e:
-        err = "harness error: %r" % (e,)
-    killed = ctx.cleanup()
-    if ok and killed:
-        ok, err = False, "processes were left behind: %s" % killed
-    if skipped is not None:
-        ztlib.remove_tree(ctx.tmp)
-        log("SKIP refusals %s: %s" % (args.case, skipped))
-        return SKIP
-    if ok:
-        if not args.keep:
-            ztlib.remove_tree(ctx.tmp)
-        log("PASS refusals %s (%.2f s)" % (args.case, time.monotonic() - ctx.t0))
-        return 0
-    log("FAIL refusals %s: %s" % (args.case, err))
-    log("  kept for inspection: %s" % ctx.tmp)
-    return 1
+    return ztlib.case_main("refusals", __doc__, CASES, Ctx)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ Conventions:
     can be found and killed at the end.
 """
 
+import argparse
 import ctypes
 import difflib
 import errno
@@ -619,6 +620,68 @@ def free_pid():
         if not pid_exists(pid):
             return pid
     raise TestFailure("no free pid found")
+
+
+SKIP = 77  # ctest's SKIP_RETURN_CODE for every harness
+
+
+class Skip(Exception):
+    """The case cannot run on this machine (the reason is the message): exit SKIP."""
+
+
+def case_main(name, doc, cases, make_ctx, allowed_left=lambda ctx: set()):
+    """main() of a harness with one ctest per case: `SCRIPT [options] CASE`, `--list`.
+    make_ctx(args, case) returns an object with .tmp, .t0 and .cleanup() (-> pids it had to
+    kill). A case passes if it raises nothing and leaves no process behind (beyond
+    allowed_left(ctx)). Returns the exit code."""
+    if sys.argv[1:] == ["--list"]:  # for tests/CMakeLists.txt, without the other options
+        print("\n".join(cases))
+        return 0
+    ap = argparse.ArgumentParser(description=doc.split("\n")[1])
+    common_args(ap)
+    ap.add_argument("--list", action="store_true", help="list the cases and exit")
+    ap.add_argument("case", nargs="?")
+    args = ap.parse_args()
+    if args.list:
+        print("\n".join(cases))
+        return 0
+    if args.case not in cases:
+        ap.error("unknown case %r; known: %s" % (args.case, ", ".join(cases)))
+    args.ckpt = os.path.abspath(args.ckpt)
+    args.bindir = os.path.abspath(args.bindir)
+    check_root_and_binary(args)
+    set_subreaper()
+    install_signal_handlers()
+    ctx = make_ctx(args, args.case)
+    log("%s %s: start (tmp dir %s)" % (name, args.case, ctx.tmp))
+    ok, err, skipped = False, None, None
+    try:
+        cases[args.case](ctx)
+        left = descendants() - allowed_left(ctx)
+        if left:
+            raise TestFailure("processes left behind: %s" % sorted(left))
+        ok = True
+    except Skip as e:
+        skipped = str(e)
+    except TestFailure as e:
+        err = str(e)
+    except BaseException as e:
+        err = "harness error: %r" % (e,)
+    killed = ctx.cleanup()
+    if ok and killed:
+        ok, err = False, "processes were left behind: %s" % killed
+    if skipped is not None:
+        remove_tree(ctx.tmp)
+        log("SKIP %s %s: %s" % (name, args.case, skipped))
+        return SKIP
+    if ok:
+        if not args.keep:
+            remove_tree(ctx.tmp)
+        log("PASS %s %s (%.2f s)" % (name, args.case, time.monotonic() - ctx.t0))
+        return 0
+    log("FAIL %s %s: %s" % (name, args.case, err))
+    log("  kept for inspection: %s" % ctx.tmp)
+    return 1
 
 
 def common_args(parser):
