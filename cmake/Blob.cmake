@@ -13,7 +13,7 @@ function(add_blob name source)
   set(elf ${CMAKE_CURRENT_BINARY_DIR}/blob_${name}.elf)
   set(bin ${CMAKE_CURRENT_BINARY_DIR}/blob_${name}.bin)
   set(asm ${CMAKE_CURRENT_BINARY_DIR}/blob_${name}_embed.S)
-  file(GLOB_RECURSE deps ${CMAKE_SOURCE_DIR}/src/freestanding/*.h
+  file(GLOB_RECURSE deps ${CMAKE_SOURCE_DIR}/src/freestanding/*.h ${CMAKE_SOURCE_DIR}/src/common/rt_sigframe.h
        ${CMAKE_SOURCE_DIR}/src/parasite/*.h ${CMAKE_SOURCE_DIR}/src/restorer/*.h)
   add_custom_command(
     OUTPUT ${bin}

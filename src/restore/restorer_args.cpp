@@ -163,11 +163,7 @@ void fill_sigframe(RtSigframe& f, const image::Thread& t, uint64_t fpstate) {
     }
     std::memset(&f, 0, sizeof f);
     auto& m = f.uc.mcontext;
-    m.r8 = r.r8, m.r9 = r.r9, m.r10 = r.r10, m.r11 = r.r11;
-    m.r12 = r.r12, m.r13 = r.r13, m.r14 = r.r14, m.r15 = r.r15;
-    m.rdi = r.rdi, m.rsi = r.rsi, m.rbp = r.rbp, m.rbx = r.rbx;
-    m.rdx = r.rdx, m.rax = r.rax, m.rcx = r.rcx, m.rsp = r.rsp, m.rip = r.rip;
-    m.eflags = r.eflags;
+    abi::regs_to_sigcontext(r, m);
     m.cs = 0x33;
     m.ss = 0x2b;
     m.fpstate = fpstate;

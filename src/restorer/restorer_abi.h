@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#include "common/rt_sigframe.h"
+
 namespace ckpt::restorer {
 
 inline constexpr uint32_t kAbiVersion = 1;
@@ -45,36 +47,13 @@ struct Siginfo {
     uint8_t bytes[128];
 };
 
-// x86_64 kernel layout of the frame rt_sigreturn consumes (struct rt_sigframe).
-struct SigContext {
-    uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
-    uint64_t rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip;
-    uint64_t eflags;
-    uint16_t cs, gs, fs, ss;
-    uint64_t err, trapno, oldmask, cr2;
-    uint64_t fpstate;  // address of the 64-byte aligned xsave area
-    uint64_t reserved1[8];
-};
-static_assert(sizeof(SigContext) == 256);
-
-struct UContext {
-    uint64_t uc_flags;
-    uint64_t uc_link;
-    uint64_t ss_sp;
-    int32_t ss_flags;
-    int32_t ss_pad;
-    uint64_t ss_size;
-    SigContext mcontext;
-    uint64_t sigmask;
-};
-
-struct RtSigframe {
-    uint64_t pretcode;
-    UContext uc;
-    Siginfo info;
-};
-
-inline constexpr uint64_t kUcFpXstate = 0x1, kUcSigcontextSs = 0x2, kUcStrictRestoreSs = 0x4;
+// The frame rt_sigreturn consumes: the kernel's layout, shared with the dump side.
+using abi::RtSigframe;
+using abi::SigContext;
+using abi::UContext;
+using abi::kUcFpXstate;
+using abi::kUcSigcontextSs;
+using abi::kUcStrictRestoreSs;
 
 inline constexpr uint64_t kThreadStack = 16 * 1024;  // every thread's stack in the region
 

@@ -5,48 +5,17 @@
 #include <cstring>
 
 #include "common/cpu.h"
+#include "common/rt_sigframe.h"
 #include "common/error.h"
 
 namespace ckpt::tracer {
 
 namespace {
 
-// The kernel's uapi layouts for x86_64 (asm/sigcontext.h, asm/ucontext.h). Declared here
-// because <asm/sigcontext.h> clashes with glibc's <signal.h>.
-struct KernelSigcontext {
-    uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
-    uint64_t rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip;
-    uint64_t eflags;
-    uint16_t cs, gs, fs, ss;
-    uint64_t err, trapno, oldmask, cr2;
-    uint64_t fpstate;
-    uint64_t reserved1[8];
-};
-static_assert(sizeof(KernelSigcontext) == 256);
-
-struct KernelStack {
-    uint64_t sp;
-    int32_t flags;
-    uint32_t pad;
-    uint64_t size;
-};
-
-struct KernelUcontext {
-    uint64_t uc_flags;
-    uint64_t uc_link;
-    KernelStack uc_stack;
-    KernelSigcontext uc_mcontext;
-    uint64_t uc_sigmask;
-};
-
-struct KernelRtSigframe {
-    uint64_t pretcode;
-    KernelUcontext uc;
-    char info[128];
-};
-static_assert(sizeof(KernelRtSigframe) == 440);
-
-constexpr uint64_t kUcFpXstate = 0x1, kUcSigcontextSs = 0x2, kUcStrictRestoreSs = 0x4;
+using abi::kUcFpXstate;
+using abi::kUcSigcontextSs;
+using abi::kUcStrictRestoreSs;
+using KernelRtSigframe = abi::RtSigframe;
 constexpr uint32_t kFpXstateMagic1 = 0x46505853, kFpXstateMagic2 = 0x46505845;
 constexpr uint64_t kSwReservedOffset = 464;  // fpx_sw_bytes inside the legacy fxsave area
 constexpr uint64_t kXfeatureTileData = 1ull << 18;  // AMX: dynamic, never in a default frame
@@ -95,22 +64,16 @@ std::string build_sigframe(const ThreadContext& ctx, RemoteAddr at, RemoteAddr p
     f.uc.uc_flags = kUcFpXstate | kUcSigcontextSs | kUcStrictRestoreSs;
     // An invalid mode makes the kernel's sigaltstack restore fail with EINVAL, which
     // rt_sigreturn ignores: the thread keeps whatever alternate stack it has.
-    f.uc.uc_stack.flags = 3;
+    f.uc.ss_flags = 3;
     const Regs& r = ctx.regs;
-    auto& sc = f.uc.uc_mcontext;
-    sc.r8 = r.r8, sc.r9 = r.r9, sc.r10 = r.r10, sc.r11 = r.r11;
-    sc.r12 = r.r12, sc.r13 = r.r13, sc.r14 = r.r14, sc.r15 = r.r15;
-    sc.rdi = r.rdi, sc.rsi = r.rsi, sc.rbp = r.rbp, sc.rbx = r.rbx;
-    sc.rdx = r.rdx, sc.rax = r.rax, sc.rcx = r.rcx, sc.rsp = r.rsp, sc.rip = r.rip;
-    sc.eflags = r.eflags;
-    sc.cs = static_cast<uint16_t>(r.cs);
-    sc.ss = static_cast<uint16_t>(r.ss);
+    auto& sc = f.uc.mcontext;
+    abi::regs_to_sigcontext(r, sc);
     sc.fpstate = at.addr() + fpstate_offset();
     if (restartable(r)) {
         sc.rax = r.orig_rax;
         sc.rip = r.rip - 2;
     }
-    f.uc.uc_sigmask = ctx.sigmask;
+    f.uc.sigmask = ctx.sigmask;
     std::memcpy(out.data(), &f, sizeof f);
 
     char* fp = out.data() + fpstate_offset();
