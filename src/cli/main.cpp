@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <string_view>
 
 #include "common/error.h"
 #include "common/interrupt.h"
@@ -13,6 +14,15 @@
 #include "tracer/fault.h"
 
 int main(int argc, char** argv) {
+    // A dump takes its stop requests (SIGINT, SIGTERM, SIGHUP) from the very start, so that
+    // one arriving while ckpt starts up is reported like any other, not a silent death.
+    // (The subcommand is the first word that is not an option: only -v, --help and
+    // --version may come before it.)
+    for (int k = 1; k < argc; ++k) {
+        if (argv[k][0] == '-') continue;
+        if (std::string_view(argv[k]) == "dump") ckpt::interrupt::install();
+        break;
+    }
     CLI::App app{"ckpt: checkpoint and restore running Linux processes"};
     app.set_version_flag("--version", CKPT_VERSION);
     app.require_subcommand(1);
@@ -83,7 +93,6 @@ int main(int argc, char** argv) {
         if (d->parsed()) {
             if (dump.pid <= 0) ckpt::fail("dump needs a positive --pid, not {}", dump.pid);
             if (!fault.empty()) ckpt::fault::arm(fault);
-            ckpt::interrupt::install();
             try {
                 ckpt::tracer::dump(dump);
             } catch (const ckpt::interrupt::Interrupted& e) {
