@@ -38,6 +38,18 @@ std::vector<pid_t> list_tasks(pid_t pid) {
     return out;
 }
 
+// A thread that exited between the listing and the seize: gone, or a zombie waiting for
+// the process (ptrace refuses to attach to those with EPERM). Such a thread is simply not
+// part of the image.
+bool thread_gone(pid_t pid, pid_t tid) {
+    try {
+        char st = proc::parse_status(read_file(fmt::format("/proc/{}/task/{}/status", pid, tid))).state;
+        return st == 'Z' || st == 'X';
+    } catch (const Error&) {
+        return true;
+    }
+}
+
 void check_dumpable(pid_t pid) {
     std::string stat_text;
     try {
@@ -85,11 +97,12 @@ FrozenProcess::FrozenProcess(pid_t pid) : pid_(pid) {
                     continue;  // exited meanwhile
                 }
                 if (::ptrace(PTRACE_SEIZE, tid, nullptr, kSeizeOptions) != 0) {
-                    if (errno == ESRCH) continue;
+                    if (errno == ESRCH || (errno == EPERM && thread_gone(pid, tid))) continue;
                     fail_errno("cannot seize thread {} of process {}", tid, pid);
                 }
                 threads_.push_back({tid, state});
-                if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0)
+                // ESRCH: it is exiting; wait_frozen() collects its exit.
+                if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0 && errno != ESRCH)
                     fail_errno("cannot interrupt thread {}", tid);
             }
             for (size_t i = 0; i < threads_.size(); ++i) {
