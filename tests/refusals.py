@@ -241,6 +241,45 @@ def case_exe_deleted(ctx):
     ctx.finish(prog)
 
 
+def ia32_program(path):
+    """Writes a minimal static i386 ELF: write(1, "READY\\n", 6), then pause() forever."""
+    import struct
+    base, ehsize, phsize = 0x08048000, 52, 32
+    msg = b"READY\n"
+    code_at = base + ehsize + phsize
+    msg_at = code_at + 31
+    code = (bytes([0xb8, 4, 0, 0, 0, 0xbb, 1, 0, 0, 0, 0xb9]) + struct.pack("<I", msg_at) +
+            bytes([0xba, 6, 0, 0, 0, 0xcd, 0x80]) +          # write(1, msg, 6)
+            bytes([0xb8, 29, 0, 0, 0, 0xcd, 0x80, 0xeb, 0xf7]))  # for (;;) pause()
+    assert len(code) == 31
+    body = code + msg
+    size = ehsize + phsize + len(body)
+    eh = b"\x7fELF" + bytes([1, 1, 1, 0]) + bytes(8)
+    eh += struct.pack("<HHIIIIIHHHHHH", 2, 3, 1, code_at, ehsize, 0, 0, ehsize, phsize, 1, 0, 0, 0)
+    ph = struct.pack("<IIIIIIII", 1, 0, base, base, size, size, 5, 0x1000)
+    with open(path, "wb") as f:
+        f.write(eh + ph + body)
+    os.chmod(path, 0o755)
+
+
+def case_ia32(ctx):
+    bindir = os.path.join(ctx.tmp, "bin")
+    os.mkdir(bindir)
+    ia32_program(os.path.join(bindir, "zt_ia32"))
+    prog = ztlib.Program("ia32", bindir, ctx.work)
+    ctx.progs.append(prog)
+    try:
+        prog.wait_ready(ctx.deadline.timeout(15))
+    except TestFailure:
+        if prog.proc.poll() is not None:
+            raise Skip("this kernel does not run ia32 programs (no IA32 emulation)")
+        raise
+    ctx.step("started a minimal i386 program, pid %d" % prog.pid)
+    ctx.refused(prog, ["32-bit", "ia32"])
+    prog.proc.kill()  # it has no self-check: refused() has compared its state
+    prog.proc.wait()
+
+
 def ns_case(ns, shown):
     return hold_refused("ns-" + ns, "namespaces are not supported", shown + " is ")
 
@@ -326,6 +365,7 @@ def case_fd_coverage(ctx):
 
 
 CASES = {
+    "ia32": case_ia32,
     "children": hold_refused("child", "has children (", "process trees are not supported", extra=child_pids),
     "zombie-child": hold_refused("zombie", "has children (", extra=child_pids),
     "posix-timer": hold_refused("timer", "POSIX timers"),

@@ -1,11 +1,14 @@
 #include "tracer/audit.h"
 
 #include <dirent.h>
+#include <elf.h>
+#include <fcntl.h>
 #include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cstdlib>
 #include <set>
 #include <string>
@@ -13,7 +16,9 @@
 
 #include "cgroups/cgroups.h"
 #include "common/error.h"
+#include "common/fd.h"
 #include "common/fs.h"
+#include "tracer/ptrace.h"
 #include "tracer/proc_parse.h"
 
 namespace ckpt::tracer {
@@ -217,6 +222,8 @@ std::string join(const std::vector<std::string>& parts, std::string_view sep) {
     return out;
 }
 
+constexpr uint64_t kUserCs64 = 0x33;  // __USER_CS: 64-bit user code
+
 class Audit {
   public:
     explicit Audit(const FrozenProcess& frozen) : pid_(frozen.pid()) {
@@ -224,6 +231,9 @@ class Audit {
     }
 
     void run() {
+        // Nothing else is worth reading for a process ckpt cannot even talk to.
+        architecture();
+        if (!problems_.empty()) fail("process {} {}", pid_, join(problems_, "; and "));
         scan_tasks();
         timers();
         locks();
@@ -239,6 +249,26 @@ class Audit {
     }
 
   private:
+    // The parasite, the restorer and every saved register assume x86_64 code in a 64-bit
+    // process: an ia32 program (or a thread that switched to 32-bit code) and an x32 one
+    // are refused before anything is injected.
+    void architecture() {
+        for (pid_t tid : tids_) {
+            uint64_t cs = get_regs(tid).cs;
+            if (cs != kUserCs64) {
+                problems_.push_back(fmt::format("runs 32-bit code (thread {}, code segment {:#x}): ia32 "
+                                                "programs are not supported", tid, cs));
+                return;
+            }
+        }
+        std::string exe = fmt::format("/proc/{}/exe", pid_);
+        UniqueFd fd(::open(exe.c_str(), O_RDONLY | O_CLOEXEC));
+        unsigned char ident[EI_NIDENT] = {};
+        if (fd && ::pread(fd.get(), ident, sizeof ident, 0) == static_cast<ssize_t>(sizeof ident) &&
+            std::memcmp(ident, ELFMAG, SELFMAG) == 0 && ident[EI_CLASS] != ELFCLASS64)
+            problems_.push_back("is a 32-bit ELF program (ia32 or x32): not supported");
+    }
+
     // Children (zombies too) and tracees, found among every task of the system.
     void scan_tasks() {
         std::vector<std::string> children, tracees;
