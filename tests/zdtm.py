@@ -75,6 +75,7 @@ TESTS = {
     "vma_flags": {},
     "guard_pages": {},
     "sigpipe_pending": {},
+    "reservation": {},
     # multi-threaded (tests/programs/threads_*.c)
     "threads_mutex": {},
     "threads_condvar": {},

@@ -113,8 +113,9 @@ void ImageWriter::checksum_runs(std::vector<PageRun>& runs) const {
 void ImageWriter::data_appended(uint64_t n) {
     // Start writing these pages to disk now, in the background: commit() must sync the
     // whole image before a default dump kills its target, and would otherwise wait for all
-    // of it at once while the target is frozen.
-    if (n > 0) ::sync_file_range(data_.get(), static_cast<off64_t>(data_offset_),
+    // of it at once while the target is frozen. (With --leave-running the target goes on
+    // before the sync, and the page cache is the faster place to pour pages into.)
+    if (early_writeback_ && n > 0) ::sync_file_range(data_.get(), static_cast<off64_t>(data_offset_),
                                  static_cast<off64_t>(n), SYNC_FILE_RANGE_WRITE);
     data_offset_ += n;
 }

@@ -37,6 +37,9 @@ class ImageWriter {
     uint64_t data_offset() const { return data_offset_; }
     int data_fd() const { return data_.get(); }
     void data_appended(uint64_t n);
+    // Hand appended page data to writeback at once (a dump that must sync before it kills
+    // its frozen target); otherwise it stays in the page cache until commit().
+    void set_early_writeback(bool on) { early_writeback_ = on; }
     uint64_t append_data(const void* buf, size_t len);
 
     // Fills in the XXH3 of each run from what was written to data.img, reading it back
@@ -55,6 +58,7 @@ class ImageWriter {
     std::string meta_tmp_, data_tmp_;
     UniqueFd meta_, data_;
     std::string meta_buf_;
+    bool early_writeback_ = false;
     uint64_t image_id_ = 0;
     uint64_t data_offset_ = 0;
     uint64_t nr_records_ = 0;

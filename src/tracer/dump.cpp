@@ -157,6 +157,7 @@ void dump(const DumpOptions& opts) {
     // Before the target is touched: the image directory is locked and checked first, and
     // released last.
     image::ImageWriter out(opts.dir, opts.overwrite ? image::Existing::Replace : image::Existing::Refuse);
+    out.set_early_writeback(!opts.leave_running);
     FrozenProcess frozen(opts.pid);
     audit(frozen);  // refuse state ckpt cannot save before anything is written or injected
     auto t_frozen = Clock::now();

@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "tracer/file_identity.h"
 #include "tracer/fault.h"
+#include "tracer/page_scan.h"
 #include "tracer/proc_parse.h"
 #include "tracer/vma_flags.h"
 
@@ -124,37 +125,34 @@ void add_guard(Vma& v, uint64_t addr) {
 }
 
 // Candidate spans of every VMA from /proc/PID/pagemap. Guard pages are recorded in their
-// VMA instead: touching one, even from the parasite, raises SIGSEGV.
+// VMA instead: touching one, even from the parasite, raises SIGSEGV. Pages where the shared
+// zero page is mapped are left out: they read as zeros, as an untouched page restores.
 std::vector<Span> candidate_spans(pid_t pid, std::vector<Vma>& vmas) {
-    std::string path = fmt::format("/proc/{}/pagemap", pid);
-    UniqueFd pm(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!pm) fail_errno("cannot open {}", path);
+    PageScanner scanner(pid);
     std::vector<Span> spans;
-    constexpr uint64_t kChunk = 65536;
-    std::vector<uint64_t> entries(kChunk);
+    // A reservation of terabytes (JVMs, Go, sanitizers) holding no page at all is skipped
+    // without a look: smaps says so.
+    auto resident = proc::parse_smaps_resident_kb(read_file(fmt::format("/proc/{}/smaps", pid)));
     for (size_t i = 0; i < vmas.size(); ++i) {
         Vma& v = vmas[i];
         const bool guarded = has_guard_regions(v);
         if (!guarded && !page_wanted(v, kPmPresent | kPmSwapped)) continue;  // whole kinds with no data
-        for (uint64_t addr = v.start; addr < v.end;) {
-            uint64_t n = std::min(kChunk, (v.end - addr) / kPage);
-            pread_exact(pm.get(), entries.data(), n * 8, addr / kPage * 8, path);
-            for (uint64_t k = 0; k < n; ++k) {
-                uint64_t a = addr + k * kPage;
-                if (guarded && (entries[k] & kPmGuard)) {
-                    add_guard(v, a);
-                    continue;
-                }
-                if (!page_wanted(v, entries[k])) continue;
-                if (!spans.empty() && spans.back().vma == i &&
-                    spans.back().addr + spans.back().nr_pages * kPage == a)
-                    ++spans.back().nr_pages;
-                else
-                    spans.push_back({a, 1, i});
+        auto usage = resident.find(v.start);
+        if (!guarded && usage != resident.end() && usage->second == 0) continue;
+        scanner.scan(v.start, v.end, [&](uint64_t a, uint64_t n, uint64_t bits) {
+            if (bits & kPageGuard) {
+                for (uint64_t k = 0; k < n; ++k) add_guard(v, a + k * kPage);
+                return;
             }
-            addr += n * kPage;
-        }
+            if ((bits & kPageZero) && !(bits & kPageSwapped)) return;
+            if (!page_wanted(v, bits)) return;
+            if (!spans.empty() && spans.back().vma == i && spans.back().addr + spans.back().nr_pages * kPage == a)
+                spans.back().nr_pages += n;
+            else
+                spans.push_back({a, n, i});
+        });
     }
+    log::debug("pages of {} found with {}", pid, scanner.uses_ioctl() ? "PAGEMAP_SCAN" : "pagemap reads");
     return spans;
 }
 

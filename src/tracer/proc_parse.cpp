@@ -81,6 +81,25 @@ std::vector<MapsEntry> parse_maps(std::string_view text) {
     return out;
 }
 
+std::map<uint64_t, uint64_t> parse_smaps_resident_kb(std::string_view text) {
+    std::map<uint64_t, uint64_t> out;
+    uint64_t current = 0;
+    bool have = false;
+    for (auto line : split_lines(text)) {
+        if (line.empty()) continue;
+        if (is_maps_line(line)) {
+            current = parse_maps_line(line).start;
+            have = true;
+            out[current] = 0;
+        } else if (have && (line.starts_with("Rss:") || line.starts_with("Swap:"))) {
+            std::string_view rest = line.substr(line.find(':') + 1);
+            skip_spaces(rest);
+            out[current] += std::strtoull(std::string(rest).c_str(), nullptr, 10);
+        }
+    }
+    return out;
+}
+
 std::map<uint64_t, std::vector<std::string>> parse_smaps_vmflags(std::string_view text) {
     std::map<uint64_t, std::vector<std::string>> out;
     uint64_t current = 0;

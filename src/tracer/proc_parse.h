@@ -23,6 +23,9 @@ std::vector<MapsEntry> parse_maps(std::string_view text);
 
 // VmFlags of each VMA in smaps, keyed by VMA start.
 std::map<uint64_t, std::vector<std::string>> parse_smaps_vmflags(std::string_view text);
+// Rss + Swap of each VMA in smaps, in KiB, keyed by VMA start: zero means no page of it is
+// in memory or swap, so it holds nothing to save.
+std::map<uint64_t, uint64_t> parse_smaps_resident_kb(std::string_view text);
 
 struct Stat {  // the fields of /proc/PID/stat the dump uses
     int pid = 0;
