@@ -76,6 +76,7 @@ TESTS = {
     "guard_pages": {},
     "sigpipe_pending": {},
     "reservation": {},
+    "unlinked_dir": {},
     # multi-threaded (tests/programs/threads_*.c)
     "threads_mutex": {},
     "threads_condvar": {},

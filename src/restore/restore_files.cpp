@@ -95,7 +95,18 @@ void UnlinkedFiles::recreate(uint64_t dev, uint64_t ino) {
         fail("no record holds the content of deleted file (device {}, inode {})", dev, ino);
 
     std::vector<std::string> names;  // the names made here, removed at the end
+    std::vector<std::string> dirs;   // directories made here for them, removed after them
     UniqueFd tmp(::open(src.path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!tmp && errno == ENOENT) {
+        // Its directories were removed too (dir1/dir2/file, all deleted): make them for the
+        // moment the name is needed, so that /proc shows the path the process had.
+        dirs = make_missing_dirs(src.path);
+        tmp.reset(::open(src.path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    }
+    auto remove_names = [&] {
+        for (const auto& n : names) ::unlink(n.c_str());
+        for (auto d = dirs.rbegin(); d != dirs.rend(); ++d) ::rmdir(d->c_str());
+    };
     if (tmp) {
         names.push_back(src.path);
     } else {
@@ -132,15 +143,30 @@ void UnlinkedFiles::recreate(uint64_t dev, uint64_t ino) {
         for (const image::Vma* v : vmas)
             if (!mappings_.count(mapping_key(*v))) mappings_[mapping_key(*v)].reset(open_as(strip(v->path), O_RDWR));
     } catch (...) {
-        for (const auto& n : names) ::unlink(n.c_str());
+        remove_names();
         throw;
     }
-    for (const auto& n : names) ::unlink(n.c_str());
+    remove_names();
     // Times last: writing the content moved them.
     const image::FileStat& f = *src.file;
     timespec times[2] = {{f.atime_ns / 1000000000, f.atime_ns % 1000000000},
                          {f.mtime_ns / 1000000000, f.mtime_ns % 1000000000}};
     if (::futimens(tmp.get(), times) != 0) fail_errno("cannot set the times of deleted file {}", src.path);
+}
+
+std::vector<std::string> UnlinkedFiles::make_missing_dirs(const std::string& path) {
+    std::vector<std::string> made;
+    std::vector<std::string> missing;
+    for (size_t slash = path.rfind('/'); slash != std::string::npos && slash > 0; slash = path.rfind('/', slash - 1)) {
+        std::string dir = path.substr(0, slash);
+        if (::access(dir.c_str(), F_OK) == 0) break;
+        missing.push_back(dir);
+    }
+    for (auto d = missing.rbegin(); d != missing.rend(); ++d) {
+        if (::mkdir(d->c_str(), 0700) != 0) break;  // the O_TMPFILE fallback takes over
+        made.push_back(*d);
+    }
+    return made;
 }
 
 void UnlinkedFiles::fill(int fd, const std::string& path, uint64_t size, uint64_t data_offset,

@@ -38,6 +38,8 @@ class UnlinkedFiles {
   private:
     static std::string mapping_key(const image::Vma& v);
     void recreate(uint64_t dev, uint64_t ino);
+    // Creates the missing directories above `path` (outermost first); returns them.
+    static std::vector<std::string> make_missing_dirs(const std::string& path);
     void fill(int fd, const std::string& path, uint64_t size, uint64_t data_offset,
               const std::vector<image::FileExtent>& extents, const image::FileStat& file);
 
