@@ -21,6 +21,7 @@
 #include <climits>
 #include <cstring>
 #include <map>
+#include <filesystem>
 
 #include "cgroups/cgroups.h"
 #include "common/cpu.h"
@@ -399,6 +400,17 @@ int restore(const RestoreOptions& opts) {
         } else {
             tracer::resume(tid, PTRACE_SYSCALL, st.signal());
         }
+    }
+    // Every thread of the image, and no other, is back (a lost thread fails the restore).
+    {
+        std::vector<pid_t> live;
+        for (const auto& e : std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid)))
+            live.push_back(static_cast<pid_t>(std::stol(e.path().filename().string())));
+        std::sort(live.begin(), live.end());
+        std::vector<pid_t> want = tids;
+        std::sort(want.begin(), want.end());
+        if (live != want)
+            fail("restore of pid {} failed: it has {} threads, the image {}", pid, live.size(), want.size());
     }
 
     // Phase 3: the program's registers are in place; remove the stub from outside.
