@@ -280,6 +280,25 @@ def case_ia32(ctx):
     prog.proc.wait()
 
 
+def case_file_overmounted(ctx):
+    """A regular file whose path leads to another file now (here: a file bind-mounted over
+    it). Restore reopens files by path, so the dump must refuse."""
+    prog = ctx.start("fdkinds", ["regular"])
+    read_fdkinds(ctx)
+    target = os.path.join(ctx.work, "zt-regular")
+    other = os.path.join(ctx.tmp, "other-file")
+    open(other, "w").close()
+    res = subprocess.run(["mount", "--bind", other, target], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise Skip("cannot bind-mount a file here: " + res.stderr.strip())
+    try:
+        ctx.step("mounted another file over %s" % target)
+        ctx.refused(prog, ["no longer leads to", target])
+    finally:
+        subprocess.run(["umount", target])
+    ctx.finish(prog)
+
+
 def ns_case(ns, shown):
     return hold_refused("ns-" + ns, "namespaces are not supported", shown + " is ")
 
@@ -366,6 +385,7 @@ def case_fd_coverage(ctx):
 
 CASES = {
     "ia32": case_ia32,
+    "file-overmounted": case_file_overmounted,
     "children": hold_refused("child", "has children (", "process trees are not supported", extra=child_pids),
     "zombie-child": hold_refused("zombie", "has children (", extra=child_pids),
     "posix-timer": hold_refused("timer", "POSIX timers"),

@@ -491,6 +491,9 @@ class Audit {
             problems_.push_back(fmt::format("has a working directory that was deleted ({}): not supported yet", cwd));
         if (root != "/")
             problems_.push_back(fmt::format("has a changed root directory ({}, chroot): not supported yet", root));
+        struct stat st;
+        if (::stat(fmt::format("/proc/{}/exe", pid_).c_str(), &st) == 0) reachable("its executable", exe, st);
+        if (::stat(fmt::format("/proc/{}/cwd", pid_).c_str(), &st) == 0) reachable("its working directory", cwd, st);
     }
 
     void fds() {
@@ -511,7 +514,21 @@ class Audit {
                 problems_.push_back(fmt::format("has fd {} ({}) of a kind ckpt does not know: refused", fd, target));
             else if (!k->saved_as)
                 problems_.push_back(fmt::format("has fd {} ({}) of kind {}: {}", fd, target, k->name, k->why));
+            else if (k->saved_as == FdKind::Regular || k->saved_as == FdKind::Directory)
+                reachable(fmt::format("fd {}", fd), target, st);
         }
+    }
+
+    // Restore reopens files, the executable and the working directory by path: if the path
+    // leads elsewhere now (a directory mounted over, a name taken by another file while this
+    // one still has links) the restore would open the wrong file or fail, after a default
+    // dump has killed the process. Unlinked files are saved by content and exempt.
+    void reachable(const std::string& what, const std::string& path, const struct stat& open) {
+        if (path.ends_with(" (deleted)") || !path.starts_with("/")) return;
+        struct stat now;
+        if (::stat(path.c_str(), &now) != 0 || now.st_dev != open.st_dev || now.st_ino != open.st_ino)
+            problems_.push_back(fmt::format("has {} open on {}, which that path no longer leads to (mounted "
+                                            "over, or moved): restore could not reopen it", what, path));
     }
 
     void vmas() {
