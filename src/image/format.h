@@ -24,7 +24,7 @@ namespace ckpt::image {
 
 inline constexpr char kMetaMagic[8] = {'C', 'K', 'P', 'T', 'M', 'E', 'T', 'A'};
 inline constexpr char kDataMagic[8] = {'C', 'K', 'P', 'T', 'D', 'A', 'T', 'A'};
-inline constexpr uint32_t kFormatVersion = 2;
+inline constexpr uint32_t kFormatVersion = 3;
 inline constexpr uint64_t kPageSize = 4096;
 inline constexpr uint64_t kDataHeaderSize = kPageSize;  // page data starts page aligned
 inline constexpr const char* kMetaFile = "meta.img";
@@ -157,9 +157,16 @@ struct Creds {
     }
 };
 
+// Processes come in tree order: the dumped process first, every child after its parent
+// (depth first, children by pid). ppid links them; the first one's parent is outside.
 struct Process {
     static constexpr RecordType kType = RecordType::Process;
     int32_t pid = 0, ppid = 0, pgid = 0, sid = 0;
+    int32_t exit_signal = 17;  // what the parent gets at its exit (SIGCHLD after fork())
+    // An exited child its parent has not waited for: only the ids, exit_signal and
+    // exit_status are meaningful, and it has no threads, memory or files.
+    uint32_t zombie = 0;
+    int32_t exit_status = 0;  // a zombie's wait status (as waitpid reports it)
     std::string comm;
     std::vector<std::string> argv;  // for people (info); the real argv is in memory
     std::string exe_path;
@@ -188,6 +195,9 @@ struct Process {
         v("ppid", ppid);
         v("pgid", pgid);
         v("sid", sid);
+        v("exit_signal", exit_signal);
+        v("zombie", zombie);
+        v("exit_status", exit_status);
         v("comm", comm);
         v("argv", argv);
         v("exe_path", exe_path);
@@ -384,6 +394,10 @@ struct Vma {
     // reproduces is also in flags/advice; "mw" tells how a shared file mapping's file was opened.
     std::string vmflags;
     std::vector<GuardRange> guards;  // only in a VMA whose VmFlags show "gu"
+    // Shared anonymous memory (kind Anon, MAP_SHARED) is one object per (dev, ino), maybe
+    // mapped by several processes: file.size is the object's size, and its pages are stored
+    // once, with the VMA of process `content_pid` (0: this one's own pages).
+    int32_t content_pid = 0;
 
     template <typename V> void visit(V& v) {
         v("pid", pid);
@@ -405,6 +419,7 @@ struct Vma {
         v("extents", extents);
         v("vmflags", vmflags);
         v("guards", guards);
+        v("content_pid", content_pid);
     }
 };
 
@@ -432,6 +447,7 @@ enum class FdKind : uint32_t {
     CharDev = 2,   // /dev/null, /dev/zero, ...
     Tty = 3,       // a terminal (pty slave or console)
     Directory = 4,
+    Pipe = 5,  // an end of a pipe (ino is the pipe's inode)
 };
 
 struct Fd {
@@ -453,6 +469,13 @@ struct Fd {
     // Unlinked: the ranges holding data, stored back to back at data_offset; the rest of
     // [0, size) is holes. Fds on one unlinked inode (same dev, ino) share one copy.
     std::vector<FileExtent> extents;
+    // The open file description: the same id in every record, of any process, that refers
+    // to it (fork() shares descriptions; a shared offset moves for all holders). Unique
+    // per description in the image, never 0.
+    uint32_t file_id = 0;
+    // Pipe: its capacity (F_GETPIPE_SZ). The bytes buffered in it at dump time are stored
+    // once, with the first record of the pipe (size bytes at data_offset, checksum).
+    uint32_t pipe_size = 0;
 
     template <typename V> void visit(V& v) {
         v("pid", pid);
@@ -472,6 +495,8 @@ struct Fd {
         v("checksum", checksum);
         v("file", file);
         v("extents", extents);
+        v("file_id", file_id);
+        v("pipe_size", pipe_size);
     }
 };
 

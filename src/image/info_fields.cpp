@@ -233,6 +233,7 @@ const char* name_of(FdKind k) {
         case FdKind::CharDev: return "chardev";
         case FdKind::Tty: return "tty";
         case FdKind::Directory: return "dir";
+        case FdKind::Pipe: return "pipe";
     }
     return "unknown";
 }

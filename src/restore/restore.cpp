@@ -21,6 +21,7 @@
 #include <climits>
 #include <cstring>
 #include <map>
+#include <set>
 #include <filesystem>
 
 #include "cgroups/cgroups.h"
@@ -35,6 +36,8 @@
 #include "restore/process_attrs.h"
 #include "restore/restore_files.h"
 #include "restore/restorer_args.h"
+#include "restore/shared_pool.h"
+#include "tracer/proc_parse.h"
 #include "tracer/ptrace.h"
 #include "tracer/remote_syscall.h"
 
@@ -83,34 +86,125 @@ int lift_fd(int fd, int floor) {
     return nfd;
 }
 
-struct ChildSetup {
+// What every process of the tree starts from: ckpt's memory, copied by each clone.
+struct TreeSetup {
     const image::Image* img;
-    const image::Process* proc;
     RestoreOptions opts;
     int err_w, go_r;
+    const SharedPool* pool;
+    std::map<int, std::vector<const image::Process*>> children;  // by parent pid, in image order
 };
 
-// Where the child reports errors; it moves when descriptors are rearranged.
+// Reports to ckpt go through one pipe all processes share, one record per write (under
+// PIPE_BUF, so records of different processes never mix): kind ('R' ready for the stub,
+// 'E' error), pid, length, payload.
+struct ReportHeader {
+    char kind;
+    int32_t pid;
+    uint32_t len;
+} __attribute__((packed));
+
+// Where the current process reports errors; the fd moves when descriptors are rearranged.
 int child_err_fd = -1;
 
-// Runs in the child that has the dumped PID. Never returns: it jumps into the restorer.
-[[noreturn]] void child_main(const ChildSetup& s) {
-    child_err_fd = s.err_w;
-    try {
-        char go;
-        if (::read(s.go_r, &go, 1) != 1) _exit(1);  // parent died before seizing us
-        ::close(s.go_r);
-        const image::Image& img = *s.img;
-        const image::Process& proc = *s.proc;
-        const int pid = proc.pid;
+void report(char kind, int pid, const void* data, size_t len) {
+    char buf[3072];
+    len = std::min(len, sizeof buf - sizeof(ReportHeader));
+    ReportHeader h{kind, pid, static_cast<uint32_t>(len)};
+    std::memcpy(buf, &h, sizeof h);
+    std::memcpy(buf + sizeof h, data, len);
+    [[maybe_unused]] auto n = ::write(child_err_fd, buf, sizeof h + len);
+}
 
-        if (::personality(proc.personality) < 0) fail_errno("cannot set personality {:#x}", proc.personality);
-        if (!s.opts.shell_job) {
+pid_t clone_with_pid(pid_t pid, int exit_signal) {
+    clone_args args{};
+    args.exit_signal = static_cast<uint64_t>(exit_signal);
+    uint64_t tid = static_cast<uint64_t>(pid);
+    args.set_tid = reinterpret_cast<uint64_t>(&tid);
+    args.set_tid_size = 1;
+    long r = ::syscall(SYS_clone3, &args, sizeof args);
+    if (r < 0) {
+        if (errno == EEXIST) fail("{}: cannot restore with the same pid", pid_in_use(pid));
+        fail_errno("cannot create a process with pid {}", pid);
+    }
+    return static_cast<pid_t>(r);
+}
+
+// A zombie is a process that exits the way it did, for its parent to wait for.
+[[noreturn]] void become_zombie(const image::Process& proc) {
+    ::prctl(PR_SET_NAME, proc.comm.c_str(), 0, 0, 0);
+    int st = proc.exit_status;
+    if (WIFSIGNALED(st)) {
+        int sig = WTERMSIG(st);
+        rlimit no_core{0, 0};
+        ::setrlimit(RLIMIT_CORE, &no_core);
+        ::signal(sig, SIG_DFL);
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, sig);
+        ::sigprocmask(SIG_UNBLOCK, &set, nullptr);
+        ::kill(::getpid(), sig);
+        ::_exit(128 + sig);  // not reached for a signal that kills
+    }
+    ::_exit(WEXITSTATUS(st));
+}
+
+[[noreturn]] void process_main(const TreeSetup& s, const image::Process& proc, int created_w);
+
+// Creates the children of `parent` one after the other, each done with its own session,
+// group and children before the next: a process joining a group finds its leader there.
+void create_children(const TreeSetup& s, int parent) {
+    auto it = s.children.find(parent);
+    if (it == s.children.end()) return;
+    for (const image::Process* c : it->second) {
+        int p[2];
+        if (::pipe2(p, O_CLOEXEC) != 0) fail_errno("pipe");
+        ::fflush(nullptr);
+        pid_t r = clone_with_pid(c->pid, c->exit_signal);
+        if (r == 0) {
+            ::close(p[0]);
+            process_main(s, *c, p[1]);
+        }
+        ::close(p[1]);
+        char ok = 0;
+        ssize_t n;
+        do n = ::read(p[0], &ok, 1);
+        while (n < 0 && errno == EINTR);
+        ::close(p[0]);
+        if (n != 1) fail("process {} failed while being created", c->pid);
+    }
+}
+
+// Runs in each new process of the tree. Never returns: it jumps into the restorer.
+[[noreturn]] void process_main(const TreeSetup& s, const image::Process& proc, int created_w) {
+    child_err_fd = s.err_w;
+    const int pid = proc.pid;
+    try {
+        const bool is_root = created_w < 0;
+        if (is_root) {
+            char go;
+            if (::read(s.go_r, &go, 1) != 1) _exit(1);  // ckpt died before seizing us
+            ::close(s.go_r);
+        }
+        const image::Image& img = *s.img;
+        if (!(is_root && s.opts.shell_job)) {
             if (proc.sid == pid) {
                 if (::setsid() < 0) fail_errno("cannot become a session leader");
             } else if (proc.pgid == pid) {
                 if (::setpgid(0, 0) < 0) fail_errno("cannot make a process group");
+            } else if (!is_root && proc.pgid != ::getpgrp()) {
+                if (::setpgid(0, proc.pgid) < 0) fail_errno("cannot join process group {}", proc.pgid);
             }
+        }
+        if (proc.zombie) {
+            if (::write(created_w, "z", 1) != 1) _exit(1);
+            become_zombie(proc);
+        }
+        if (::personality(proc.personality) < 0) fail_errno("cannot set personality {:#x}", proc.personality);
+        create_children(s, pid);
+        if (created_w >= 0) {
+            if (::write(created_w, "c", 1) != 1) fail_errno("cannot report to the parent");
+            ::close(created_w);
         }
         restore_attrs_in_child(proc);
 
@@ -136,6 +230,15 @@ int child_err_fd = -1;
         std::map<std::string, int> opened;
         for (const auto& v : img.vmas) {
             if (v.pid != pid) continue;
+            if (v.kind == image::VmaKind::Anon && (v.flags & MAP_SHARED)) {
+                int shared = s.pool->memory_fd(v);
+                if (shared < 0) fail("no shared memory object for the mapping at {:#x}", v.start);
+                int fd = ::fcntl(shared, F_DUPFD_CLOEXEC, floor);
+                if (fd < 0) fail_errno("cannot take the shared memory for the mapping at {:#x}", v.start);
+                close_fds.push_back(fd);
+                vma_fds.push_back(fd);
+                continue;
+            }
             if (v.kind != image::VmaKind::File) {
                 vma_fds.push_back(-1);
                 continue;
@@ -163,6 +266,7 @@ int child_err_fd = -1;
         for (int fd = 0; fd < floor; ++fd) ::close(fd);
         std::vector<int> keep = close_fds;
         for (int fd : unlinked.held_fds()) keep.push_back(fd);
+        for (int fd : s.pool->fds()) keep.push_back(fd);
         std::sort(keep.begin(), keep.end());
         int next = floor;
         for (int k : keep) {
@@ -171,7 +275,8 @@ int child_err_fd = -1;
         }
         ::syscall(SYS_close_range, next, ~0u, 0);
 
-        restore_fd_table(img, pid, fo, unlinked);
+        restore_fd_table(img, pid, fo, unlinked, *s.pool);
+        for (int fd : s.pool->fds()) ::close(fd);  // this process's copies; the pool object is ckpt's
         if (proc.root != "/") fail("restoring a process with a changed root ({}) is not supported yet", proc.root);
         if (::chdir(proc.cwd.c_str()) != 0) fail_errno("cannot change to working directory {}", proc.cwd);
         ::umask(proc.umask);
@@ -190,10 +295,8 @@ int child_err_fd = -1;
         reg.args->old_rseq_len = __rseq_size < 32 ? 32 : __rseq_size;
         reg.args->old_rseq_sig = 0x53053053;  // glibc's RSEQ_SIG on x86
 
-        char note[9] = {'R'};
         uint64_t args_addr = reinterpret_cast<uint64_t>(reg.args);
-        std::memcpy(note + 1, &args_addr, 8);
-        if (::write(err_w, note, sizeof note) != sizeof note) fail_errno("cannot report to ckpt");
+        report('R', pid, &args_addr, sizeof args_addr);
 
         // No way back from here: the stub owns the process.
         asm volatile(
@@ -204,70 +307,98 @@ int child_err_fd = -1;
             : "memory");
         __builtin_unreachable();
     } catch (const std::exception& e) {
-        std::string msg = std::string("E") + e.what();
-        [[maybe_unused]] auto n = ::write(child_err_fd, msg.data(), msg.size());
+        report('E', pid, e.what(), std::strlen(e.what()));
         ::_exit(1);
     }
 }
 
-pid_t clone_with_pid(pid_t pid) {
-    clone_args args{};
-    args.exit_signal = SIGCHLD;
-    uint64_t tid = static_cast<uint64_t>(pid);
-    args.set_tid = reinterpret_cast<uint64_t>(&tid);
-    args.set_tid_size = 1;
-    long r = ::syscall(SYS_clone3, &args, sizeof args);
-    if (r < 0) {
-        if (errno == EEXIST) fail("{}: cannot restore with the same pid", pid_in_use(pid));
-        fail_errno("cannot create a process with pid {}", pid);
-    }
-    return static_cast<pid_t>(r);
-}
-
-// Owns the half-restored child: unless released, it is killed and reaped.
-class ChildGuard {
+// Owns the half-restored tree: unless released, every process of it that exists is killed
+// and reaped. ckpt is the child subreaper meanwhile, so that orphans of the tree come to it.
+class TreeGuard {
   public:
-    explicit ChildGuard(pid_t pid) : pid_(pid) {}
-    ~ChildGuard() {
-        if (pid_ <= 0) return;
+    TreeGuard() { ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+    // A process or thread of the tree, seen to exist (only those are ever killed).
+    void add(pid_t pid) { pids_.insert(pid); }
+    ~TreeGuard() {
+        if (released_) return;
         // A process already exiting drops SIGKILL, and one held in a ptrace stop stays
-        // there: kill, then keep letting it go until it is reaped.
-        ::kill(pid_, SIGKILL);
-        ::ptrace(PTRACE_CONT, pid_, nullptr, nullptr);
+        // there: kill, then keep letting everything go until nothing is left to reap.
+        for (pid_t p : pids_) ::kill(p, SIGKILL);
+        for (pid_t p : pids_) ::ptrace(PTRACE_CONT, p, nullptr, nullptr);
         int st;
         for (;;) {
-            pid_t r = ::waitpid(pid_, &st, __WALL);
+            pid_t r = ::waitpid(-1, &st, __WALL);
             if (r < 0 && errno == EINTR) continue;
-            if (r < 0 || WIFEXITED(st) || WIFSIGNALED(st)) break;
-            ::ptrace(PTRACE_CONT, pid_, nullptr, nullptr);
+            if (r < 0) break;
+            if (!WIFEXITED(st) && !WIFSIGNALED(st)) {
+                ::kill(r, SIGKILL);
+                ::ptrace(PTRACE_CONT, r, nullptr, nullptr);
+            }
         }
+        ::prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
     }
-    void release() { pid_ = -1; }
+    void release() {
+        released_ = true;
+        ::prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+    }
 
   private:
-    pid_t pid_;
+    std::set<pid_t> pids_;
+    bool released_ = false;
 };
 
-// The child writes 'R' + the stub's args address just before jumping into the stub, or
-// 'E' + a message if it fails before that.
-std::string read_child_message(int err_r, uint64_t& remote_args) {
-    std::string msg;
-    char buf[512];
-    ssize_t n;
-    int fl = ::fcntl(err_r, F_GETFL);
-    ::fcntl(err_r, F_SETFL, fl | O_NONBLOCK);
-    while ((n = ::read(err_r, buf, sizeof buf)) > 0) msg.append(buf, static_cast<size_t>(n));
-    if (!msg.empty() && msg[0] == 'R' && msg.size() >= 9) {
-        std::memcpy(&remote_args, msg.data() + 1, 8);
-        return {};
+// The reports of the tree's processes, read as they come.
+class Reports {
+  public:
+    explicit Reports(int fd) : fd_(fd) {
+        int fl = ::fcntl(fd, F_GETFL);
+        ::fcntl(fd, F_SETFL, fl | O_NONBLOCK);
     }
-    if (!msg.empty() && msg[0] == 'E') return msg.substr(1);
-    return msg;
-}
+    void drain() {
+        char buf[4096];
+        ssize_t n;
+        while ((n = ::read(fd_, buf, sizeof buf)) > 0) pending_.append(buf, static_cast<size_t>(n));
+        while (pending_.size() >= sizeof(ReportHeader)) {
+            ReportHeader h;
+            std::memcpy(&h, pending_.data(), sizeof h);
+            if (pending_.size() < sizeof h + h.len) break;
+            std::string body = pending_.substr(sizeof h, h.len);
+            pending_.erase(0, sizeof h + h.len);
+            if (h.kind == 'E' && !errors_.count(h.pid)) errors_[h.pid] = body;
+            if (h.kind == 'R' && body.size() == 8) std::memcpy(&args_[h.pid], body.data(), 8);
+        }
+    }
+    // The error a process reported, or "" if none.
+    std::string error_of(int pid) {
+        drain();
+        auto it = errors_.find(pid);
+        return it == errors_.end() ? std::string() : it->second;
+    }
+    // Any process's error (a child that failed makes its parent fail too: the first wins).
+    std::string any_error() {
+        drain();
+        return errors_.empty() ? std::string() : fmt::format("process {}: {}", errors_.begin()->first,
+                                                             errors_.begin()->second);
+    }
+    uint64_t args_of(int pid) {
+        drain();
+        auto it = args_.find(pid);
+        return it == args_.end() ? 0 : it->second;
+    }
 
-[[noreturn]] void report_exit(pid_t pid, const std::string& msg, uint64_t remote_args) {
+  private:
+    int fd_;
+    std::string pending_;
+    std::map<int, std::string> errors_;
+    std::map<int, uint64_t> args_;
+};
+
+[[noreturn]] void report_exit(pid_t pid, Reports& reports, bool exit_stop) {
+    std::string msg = reports.error_of(pid);
+    if (msg.empty()) msg = reports.any_error();
     if (!msg.empty()) fail("restore of pid {} failed: {}", pid, msg);
-    if (remote_args) {
+    uint64_t remote_args = reports.args_of(pid);
+    if (remote_args && exit_stop) {
         // At the exit stop the process's memory is still there: read what the stub recorded.
         restorer::RestorerArgs a;
         bool ok = true;
@@ -280,7 +411,7 @@ std::string read_child_message(int err_r, uint64_t& remote_args) {
             fail("restore of pid {} failed while {} (at {:#x}): {}", pid, step_name(a.failed_step),
                  a.failed_detail, errno_text(static_cast<int>(-a.failed_errno)));
     }
-    fail("restore of pid {} failed: the new process exited early", pid);
+    fail("restore of pid {} failed: the new process {}", pid, exit_stop ? "exited early" : "died");
 }
 
 void apply_from_outside(const image::Image& img, pid_t pid) {
@@ -301,92 +432,184 @@ void apply_from_outside(const image::Image& img, pid_t pid) {
     }
 }
 
+// A pid the image needs, held by a zombie that pid 1 will reap (the original tree just
+// killed by its dump, whose orphans init reaps lazily): worth waiting a moment for.
+void wait_for_orphan_zombies(const std::vector<pid_t>& ids) {
+    auto blocked = [&] {
+        for (pid_t id : ids) {
+            std::string stat;
+            try {
+                stat = read_file(fmt::format("/proc/{}/stat", id));
+            } catch (const Error&) {
+                continue;
+            }
+            auto st = proc::parse_stat(stat);
+            if (st.state == 'Z' && st.ppid == 1) return true;
+        }
+        return false;
+    };
+    for (int i = 0; i < 200 && blocked(); ++i) ::usleep(50 * 1000);
+}
+
+std::vector<pid_t> live_tasks(pid_t pid) {
+    std::vector<pid_t> live;
+    for (const auto& e : std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid)))
+        live.push_back(static_cast<pid_t>(std::stol(e.path().filename().string())));
+    std::sort(live.begin(), live.end());
+    return live;
+}
+
 }  // namespace
 
 int restore(const RestoreOptions& opts) {
     auto t0 = Clock::now();
     image::Image img = image::read_image(opts.dir);
     image::verify_data(opts.dir, img);
-    if (img.processes.size() != 1) fail("images of process trees are not supported yet");
-    const image::Process& proc = img.processes.front();
-    const pid_t pid = proc.pid;
-    std::vector<pid_t> tids;
-    for (const auto& t : img.threads)
-        if (t.pid == pid) tids.push_back(t.tid);
-    if (tids.empty() || tids.front() != pid) fail("image of pid {} has no main thread", pid);
-    for (pid_t tid : tids)
-        if (tid != pid && ::kill(tid, 0) == 0)
-            fail("{} (a thread of pid {}): cannot restore with the same ids",
-                 pid_in_use(tid, "thread id"), pid);
+    const image::Process& root = img.processes.front();
+    const pid_t pid = root.pid;
+    if (root.zombie) fail("image of pid {} holds only a zombie", pid);
+
+    // The tree, and every id it needs.
+    std::map<pid_t, std::vector<pid_t>> tids;  // live processes: their threads, leader first
+    std::vector<pid_t> ids, zombies;
+    for (const auto& p : img.processes) {
+        ids.push_back(p.pid);
+        if (p.zombie) zombies.push_back(p.pid);
+        else tids[p.pid];
+    }
+    for (const auto& t : img.threads) {
+        if (!tids.count(t.pid)) fail("image has thread {} of unknown process {}", t.tid, t.pid);
+        tids[t.pid].push_back(t.tid);
+        if (t.tid != t.pid) ids.push_back(t.tid);
+    }
+    for (const auto& [p, ts] : tids)
+        if (ts.empty() || ts.front() != p) fail("image of pid {} has no main thread", p);
+    TreeSetup setup{&img, opts, -1, -1, nullptr, {}};
+    for (size_t i = 1; i < img.processes.size(); ++i) {
+        const auto& p = img.processes[i];
+        bool parent_before = false;
+        for (size_t j = 0; j < i; ++j) parent_before = parent_before || img.processes[j].pid == p.ppid;
+        if (!parent_before) fail("image is corrupt: process {} comes before its parent {}", p.pid, p.ppid);
+        setup.children[p.ppid].push_back(&p);
+    }
     if ((img.header.xfeatures & ~read_xcr0()) != 0)
         fail("this CPU lacks register state the image has (xfeatures {:#x}, CPU {:#x})",
              img.header.xfeatures, read_xcr0());
-    check_vdso_compatible(img, pid, find_current_vdso());
-    if (::kill(pid, 0) == 0 || errno != ESRCH)
-        fail("{}: cannot restore with the same pid", pid_in_use(pid));
+    for (const auto& [p, ts] : tids) check_vdso_compatible(img, p, find_current_vdso());
+    wait_for_orphan_zombies(ids);
+    for (const auto& p : img.processes)
+        if (::kill(p.pid, 0) == 0 || errno != ESRCH) fail("{}: cannot restore with the same pid", pid_in_use(p.pid));
+    for (const auto& [p, ts] : tids)
+        for (pid_t tid : ts)
+            if (tid != p && ::kill(tid, 0) == 0)
+                fail("{} (a thread of pid {}): cannot restore with the same ids", pid_in_use(tid, "thread id"), p);
 
     check_files(img, opts.allow_changed_files);
+    // The pool and every process's own descriptors stay open together for a moment.
+    rlimit nofile;
+    if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &nofile);
+    }
+
+    UniqueFd data = image::open_data(opts.dir);
+    UniqueFd pool_tty;
+    if (opts.shell_job)
+        for (int fd = 0; fd <= 2 && !pool_tty; ++fd)
+            if (::isatty(fd)) pool_tty.reset(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    FilesOptions pool_opts{opts.dir, opts.shell_job, pool_tty.get(), data.get()};
+    SharedPool pool(img, pool_opts, pool_floor(img));
+    data.reset();
+    pool_tty.reset();
 
     int err_pipe[2], go_pipe[2];
     if (::pipe2(err_pipe, O_CLOEXEC) != 0 || ::pipe2(go_pipe, O_CLOEXEC) != 0) fail_errno("pipe");
     UniqueFd err_r(err_pipe[0]), err_w(err_pipe[1]), go_r(go_pipe[0]), go_w(go_pipe[1]);
+    setup.err_w = err_w.get();
+    setup.go_r = go_r.get();
+    setup.pool = &pool;
+    TreeGuard guard;
     ::fflush(nullptr);
-    pid_t child = clone_with_pid(pid);
+    pid_t child = clone_with_pid(pid, SIGCHLD);
     if (child == 0) {
-        ChildSetup s{&img, &proc, opts, err_w.get(), go_r.get()};
         ::close(err_r.get());
         ::close(go_w.get());
-        child_main(s);
+        process_main(setup, root, -1);
     }
-    ChildGuard guard(child);
+    if (child > 0) guard.add(child);
     err_w.reset();
     go_r.reset();
+    pool.close_all();  // the tree holds them now: a pipe must not stay open in ckpt
+    Reports reports(err_r.get());
     if (child != pid) fail("clone3 gave pid {} instead of {}", child, pid);
     if (::ptrace(PTRACE_SEIZE, child, nullptr,
-                 PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXIT |
-                     PTRACE_O_TRACECLONE) != 0)
+                 PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXIT | PTRACE_O_TRACECLONE |
+                     PTRACE_O_TRACEFORK) != 0)
         fail_errno("cannot trace the new process {}", pid);
     // Before any memory is restored, so that it is charged to the process's own memory
-    // cgroup, and before the affinity, which a cpuset move would reset.
-    cgroups::restore_membership(pid, proc.cgroups);
+    // cgroup, and before the affinity, which a cpuset move would reset. Children are moved
+    // when they first stop, before they run.
+    cgroups::restore_membership(pid, root.cgroups);
     if (::write(go_w.get(), "g", 1) != 1) fail_errno("cannot start the new process");
     go_w.reset();
 
-    // Phase 1: the child prepares and the stub rebuilds memory, until the stub's int3.
-    uint64_t remote_args = 0;
-    auto on_exit = [&]() {
-        std::string msg = read_child_message(err_r.get(), remote_args);
-        report_exit(pid, msg, remote_args);
+    auto process_of = [&](pid_t p) -> const image::Process* {
+        for (const auto& e : img.processes)
+            if (e.pid == p) return &e;
+        return nullptr;
     };
-    for (;;) {
-        auto st = tracer::wait_tid(pid);
-        if (st.exited) {
-            guard.release();  // already reaped
-            std::string msg = read_child_message(err_r.get(), remote_args);
-            fail("restore of pid {} failed: {}", pid, msg.empty() ? "the new process died" : msg);
-        }
-        if (st.event() == PTRACE_EVENT_EXIT) on_exit();
-        if (st.signal() == SIGTRAP && st.event() == 0) break;
-        tracer::resume(pid, PTRACE_CONT, st.event() ? 0 : st.signal());
-    }
-    remote_args = tracer::get_regs(pid).rax;  // the stub traps with its args in rax
-    restorer::RestorerArgs args;
-    tracer::read_mem(pid, remote_args, &args, sizeof args);
-    auto t_memory = Clock::now();
 
-    // Phase 2: step every thread syscall by syscall until its rt_sigreturn has restored its
-    // registers, and hold it there: no thread runs program code before all are ready.
-    std::map<pid_t, bool> entered_sigreturn;  // per thread, known once it has stopped
-    size_t ready = 0;
-    tracer::resume(pid, PTRACE_SYSCALL);
-    while (ready < tids.size()) {
+    // Phase 1: every process is created by its parent and prepares itself, and its stub
+    // rebuilds its memory, until the stub's int3; zombies exit.
+    std::map<pid_t, uint64_t> at_stub;  // process -> the stub's args
+    std::set<pid_t> zombies_left(zombies.begin(), zombies.end()), moved = {pid};
+    while (at_stub.size() < tids.size() || !zombies_left.empty()) {
         pid_t tid;
         tracer::StopStatus st = tracer::wait_any(tid);
+        guard.add(tid);
         if (st.exited) {
-            if (tid == pid) guard.release();
-            fail("restore of pid {} failed: thread {} died", pid, tid);
+            // A zombie's exit reaches its tracer first; waiting for it hands it to its parent.
+            if (zombies_left.erase(tid)) continue;
+            report_exit(tid, reports, false);
         }
-        if (st.event() == PTRACE_EVENT_EXIT) on_exit();
+        const image::Process* p = process_of(tid);
+        if (st.event() == PTRACE_EVENT_EXIT) {
+            if (p && p->zombie) {
+                tracer::resume(tid, PTRACE_CONT);
+                continue;
+            }
+            report_exit(tid, reports, true);
+        }
+        if (st.event() == PTRACE_EVENT_STOP) {
+            if (p && !moved.count(tid)) {  // a new process, before it runs
+                moved.insert(tid);
+                if (!p->zombie) cgroups::restore_membership(tid, p->cgroups);
+            }
+            tracer::resume(tid, PTRACE_CONT);
+        } else if (st.event() != 0) {
+            tracer::resume(tid, PTRACE_CONT);  // fork/clone events of a parent
+        } else if (st.signal() == SIGTRAP && p && !p->zombie && !st.syscall_stop()) {
+            at_stub[tid] = tracer::get_regs(tid).rax;  // the stub traps with its args in rax
+        } else {
+            tracer::resume(tid, PTRACE_CONT, st.syscall_stop() ? 0 : st.signal());
+        }
+    }
+    auto t_memory = Clock::now();
+
+    // Phase 2: step every thread of every process syscall by syscall until its rt_sigreturn
+    // has restored its registers, and hold it there: no thread runs program code before all
+    // are ready.
+    size_t want_ready = 0;
+    for (const auto& [p, ts] : tids) want_ready += ts.size();
+    std::map<pid_t, bool> entered_sigreturn;  // per thread, known once it has stopped
+    size_t ready = 0;
+    for (const auto& [p, a] : at_stub) tracer::resume(p, PTRACE_SYSCALL);
+    while (ready < want_ready) {
+        pid_t tid;
+        tracer::StopStatus st = tracer::wait_any(tid);
+        guard.add(tid);
+        if (st.exited) fail("restore failed: thread {} died", tid);
+        if (st.event() == PTRACE_EVENT_EXIT) report_exit(tid, reports, true);
         if (st.syscall_stop()) {
             bool& entered = entered_sigreturn[tid];
             if (entered) {  // the exit stop of rt_sigreturn: leave it stopped
@@ -402,44 +625,47 @@ int restore(const RestoreOptions& opts) {
         }
     }
     // Every thread of the image, and no other, is back (a lost thread fails the restore).
-    {
-        std::vector<pid_t> live;
-        for (const auto& e : std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid)))
-            live.push_back(static_cast<pid_t>(std::stol(e.path().filename().string())));
-        std::sort(live.begin(), live.end());
-        std::vector<pid_t> want = tids;
+    for (const auto& [p, ts] : tids) {
+        std::vector<pid_t> want = ts;
         std::sort(want.begin(), want.end());
+        std::vector<pid_t> live = live_tasks(p);
         if (live != want)
-            fail("restore of pid {} failed: it has {} threads, the image {}", pid, live.size(), want.size());
+            fail("restore of pid {} failed: it has {} threads, the image {}", p, live.size(), want.size());
     }
 
-    // Phase 3: the program's registers are in place; remove the stub from outside.
-    {
-        tracer::RemoteSyscalls remote(pid, pid, tracer::find_gadgets(pid));
+    // Phase 3: the program's registers are in place; remove each stub from outside.
+    for (const auto& [p, remote_args] : at_stub) {
+        restorer::RestorerArgs args;
+        tracer::read_mem(p, remote_args, &args, sizeof args);
+        tracer::RemoteSyscalls remote(p, p, tracer::find_gadgets(p));
         remote.checked("munmap of the restorer", __NR_munmap, args.self_start, args.self_len);
         // Guard regions last: the restorer had to write the memory around them.
         constexpr uint64_t kMadvGuardInstall = 102;
         for (const auto& v : img.vmas) {
-            if (v.pid != pid) continue;
+            if (v.pid != p) continue;
             for (const auto& g : v.guards)
                 remote.checked("madvise(MADV_GUARD_INSTALL)", __NR_madvise, g.addr,
                                g.nr_pages * image::kPageSize, kMadvGuardInstall);
         }
     }
-    apply_from_outside(img, pid);
-    // Queued while every thread is held in its ptrace stop: each one takes the group stop on
-    // its way out of the kernel once released, before running any program code.
-    if (was_stopped(img, pid) && ::kill(pid, SIGSTOP) != 0) fail_errno("cannot stop pid {} again", pid);
-    for (pid_t tid : tids)
-        if (::ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0) fail_errno("cannot release thread {}", tid);
+    for (const auto& [p, ts] : tids) {
+        apply_from_outside(img, p);
+        // Queued while every thread is held in its ptrace stop: each one takes the group
+        // stop on its way out of the kernel once released, before running any program code.
+        if (was_stopped(img, p) && ::kill(p, SIGSTOP) != 0) fail_errno("cannot stop pid {} again", p);
+    }
+    for (const auto& [p, ts] : tids)
+        for (pid_t tid : ts)
+            if (::ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0) fail_errno("cannot release thread {}", tid);
     guard.release();
     auto t_done = Clock::now();
     if (opts.print_stats) {
         auto ms = [](auto a, auto b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
-        fmt::print("restore_ms={:.1f}\nmemory_ms={:.1f}\n", ms(t0, t_done), ms(t0, t_memory));
+        fmt::print("restore_ms={:.1f}\nmemory_ms={:.1f}\nprocesses={}\n", ms(t0, t_done), ms(t0, t_memory),
+                   img.processes.size());
         std::fflush(stdout);
     }
-    log::info("restored pid {}", pid);
+    log::info("restored pid {} ({} processes)", pid, img.processes.size());
     if (opts.detach) return 0;
 
     int status = 0;

@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/fd.h"
 #include "common/fs.h"
+#include "restore/shared_pool.h"
 
 namespace ckpt::restore {
 
@@ -200,7 +201,44 @@ int max_image_fd(const image::Image& img, int pid) {
     return m;
 }
 
-void restore_fd_table(const image::Image& img, int pid, const FilesOptions& opts, UnlinkedFiles& unlinked) {
+int open_description(const image::Fd& rec, const FilesOptions& opts) {
+    int flags = static_cast<int>(rec.open_flags & ~kNotReopenable);
+    int fd = -1;
+    switch (rec.kind) {
+        case image::FdKind::Regular:
+        case image::FdKind::Directory:
+        case image::FdKind::CharDev:
+            fd = ::open(rec.path.c_str(), flags);
+            if (fd < 0) fail_errno("cannot reopen fd {}: {}", rec.fd, rec.path);
+            break;
+        case image::FdKind::Tty:
+            if (opts.shell_job) {
+                fd = ::fcntl(opts.shell_tty, F_DUPFD_CLOEXEC, 0);
+                if (fd < 0) fail_errno("cannot duplicate the terminal for fd {}", rec.fd);
+            } else {
+                fd = ::open(rec.path.c_str(), flags | O_NOCTTY);
+                if (fd < 0)
+                    fail_errno("cannot reopen terminal {} for fd {} (use --shell-job to give the "
+                               "process this terminal)", rec.path, rec.fd);
+            }
+            break;
+        case image::FdKind::Unlinked:
+        case image::FdKind::Pipe:
+            fail("process {} fd {} ({}): not reopened by path", rec.pid, rec.fd, rec.path);
+    }
+    if (rec.kind == image::FdKind::Regular || rec.kind == image::FdKind::Directory) {
+        if (::lseek(fd, static_cast<off_t>(rec.pos), SEEK_SET) < 0) {
+            int e = errno;
+            ::close(fd);
+            errno = e;
+            fail_errno("cannot seek fd {} ({}) to {}", rec.fd, rec.path, rec.pos);
+        }
+    }
+    return fd;
+}
+
+void restore_fd_table(const image::Image& img, int pid, const FilesOptions& opts, UnlinkedFiles& unlinked,
+                      const SharedPool& pool) {
     for (const auto& rec : img.fds) {
         if (rec.pid != pid) continue;
         if (rec.dup_of >= 0) {
@@ -208,34 +246,19 @@ void restore_fd_table(const image::Image& img, int pid, const FilesOptions& opts
             if (::fcntl(rec.fd, F_SETFD, rec.fd_flags) != 0) fail_errno("cannot set flags of fd {}", rec.fd);
             continue;
         }
-        int flags = static_cast<int>(rec.open_flags & ~kNotReopenable);
-        int fd = -1;
-        switch (rec.kind) {
-            case image::FdKind::Regular:
-            case image::FdKind::Directory:
-            case image::FdKind::CharDev:
-                fd = ::open(rec.path.c_str(), flags);
-                if (fd < 0) fail_errno("cannot reopen fd {}: {}", rec.fd, rec.path);
-                break;
-            case image::FdKind::Unlinked: fd = unlinked.open_fd(rec); break;
-            case image::FdKind::Tty:
-                if (opts.shell_job) {
-                    fd = ::fcntl(opts.shell_tty, F_DUPFD_CLOEXEC, 0);
-                    if (fd < 0) fail_errno("cannot duplicate the terminal for fd {}", rec.fd);
-                } else {
-                    fd = ::open(rec.path.c_str(), flags | O_NOCTTY);
-                    if (fd < 0)
-                        fail_errno("cannot reopen terminal {} for fd {} (use --shell-job to give the "
-                                   "process this terminal)", rec.path, rec.fd);
-                }
-                break;
+        int fd;
+        if (int shared = pool.fd_for(rec.file_id); shared >= 0) {
+            // Opened once by ckpt for every process that holds it: one description, one offset.
+            fd = ::fcntl(shared, F_DUPFD_CLOEXEC, 0);
+            if (fd < 0) fail_errno("cannot take fd {} ({}) from the shared descriptions", rec.fd, rec.path);
+        } else if (rec.kind == image::FdKind::Unlinked) {
+            fd = unlinked.open_fd(rec);
+            if (::lseek(fd, static_cast<off_t>(rec.pos), SEEK_SET) < 0)
+                fail_errno("cannot seek fd {} ({}) to {}", rec.fd, rec.path, rec.pos);
+        } else {
+            fd = open_description(rec, opts);
         }
         place(fd, rec.fd, rec);
-        if (rec.kind == image::FdKind::Regular || rec.kind == image::FdKind::Unlinked ||
-            rec.kind == image::FdKind::Directory) {
-            if (::lseek(rec.fd, static_cast<off_t>(rec.pos), SEEK_SET) < 0)
-                fail_errno("cannot seek fd {} ({}) to {}", rec.fd, rec.path, rec.pos);
-        }
     }
     unlinked.close_all();
 }

@@ -51,10 +51,17 @@ class UnlinkedFiles {
     std::map<std::string, UniqueFd> mappings_;      // by mapping_key
 };
 
-// Opens every descriptor of process `pid` at its number with its flags and offset, then
-// closes what `unlinked` still holds. Descriptors ckpt still needs must already sit above
-// every number the image uses.
-void restore_fd_table(const image::Image& img, int pid, const FilesOptions& opts, UnlinkedFiles& unlinked);
+class SharedPool;
+
+// Opens the file of a Regular, Directory, CharDev or Tty record with its flags, at its
+// offset (a new open file description); the caller owns the fd.
+int open_description(const image::Fd& rec, const FilesOptions& opts);
+
+// Opens every descriptor of process `pid` at its number with its flags and offset (those
+// whose description is in `pool` from there), then closes what `unlinked` still holds.
+// Descriptors ckpt still needs must already sit above every number the image uses.
+void restore_fd_table(const image::Image& img, int pid, const FilesOptions& opts, UnlinkedFiles& unlinked,
+                      const SharedPool& pool);
 
 // The highest fd number the image uses (-1 if none).
 int max_image_fd(const image::Image& img, int pid);

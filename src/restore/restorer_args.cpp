@@ -260,8 +260,9 @@ Region build_region(const RegionInputs& in) {
             o.end = v.end;
             o.pgoff = v.pgoff;
             o.prot = v.prot;
-            o.flags = v.flags;
             o.fd = in.vma_fds[i];
+            // Shared anonymous memory is mapped from the tree's shared object (shared_pool.h).
+            o.flags = o.fd >= 0 ? v.flags & ~static_cast<uint32_t>(MAP_ANONYMOUS) : v.flags;
             o.advice = v.advice;
             // A private VMA that was writable once stays accounted as writable memory ("ac")
             // after an mprotect to read-only: mapping it writable first gives it that again.

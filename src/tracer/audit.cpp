@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstring>
 #include <cstdlib>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -20,6 +21,9 @@
 #include "common/fs.h"
 #include "tracer/ptrace.h"
 #include "tracer/proc_parse.h"
+#include "tracer/frozen_tree.h"
+#include <linux/kcmp.h>
+#include <sys/syscall.h>
 
 namespace ckpt::tracer {
 
@@ -38,6 +42,7 @@ constexpr FdKindInfo kFdKinds[] = {
     {"directory", "/path", FdKind::Directory, ""},
     {"memory device", "/dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom", FdKind::CharDev, ""},
     {"terminal", "/dev/pts/N, /dev/ttyN, /dev/tty, /dev/console", FdKind::Tty, ""},
+    {"pipe", "pipe:[N]", FdKind::Pipe, ""},
 
     {"pseudo-terminal master", "/dev/ptmx", std::nullopt,
      "the terminal pair would be lost (reopening /dev/ptmx makes a new one); not supported yet"},
@@ -46,7 +51,6 @@ constexpr FdKindInfo kFdKinds[] = {
     {"deleted device node", "/dev/... (deleted)", std::nullopt, kNotYet},
     {"block device", "/dev/...", std::nullopt, kNotYet},
     {"socket", "socket:[N]", std::nullopt, kNotYet},
-    {"pipe", "pipe:[N]", std::nullopt, kNotYet},
     {"FIFO", "/path (a named pipe)", std::nullopt, kNotYet},
     {"memfd", "/memfd:NAME (deleted)", std::nullopt, kNotYet},
     {"memfd_secret", "/secretmem (deleted)", std::nullopt,
@@ -230,11 +234,11 @@ class Audit {
         for (const auto& t : frozen.threads()) tids_.insert(t.tid);
     }
 
-    void run() {
+    // "" if the process can be saved, else one sentence naming it and every problem.
+    std::string run() {
         // Nothing else is worth reading for a process ckpt cannot even talk to.
         architecture();
-        if (!problems_.empty()) fail("process {} {}", pid_, join(problems_, "; and "));
-        scan_tasks();
+        if (!problems_.empty()) return fmt::format("process {} {}", pid_, join(problems_, "; and "));
         timers();
         locks();
         seccomp();
@@ -244,8 +248,8 @@ class Audit {
         paths();
         fds();
         vmas();
-        if (problems_.empty()) return;
-        fail("process {} {}", pid_, join(problems_, "; and "));
+        if (problems_.empty()) return {};
+        return fmt::format("process {} {}", pid_, join(problems_, "; and "));
     }
 
   private:
@@ -267,33 +271,6 @@ class Audit {
         if (fd && ::pread(fd.get(), ident, sizeof ident, 0) == static_cast<ssize_t>(sizeof ident) &&
             std::memcmp(ident, ELFMAG, SELFMAG) == 0 && ident[EI_CLASS] != ELFCLASS64)
             problems_.push_back("is a 32-bit ELF program (ia32 or x32): not supported");
-    }
-
-    // Children (zombies too) and tracees, found among every task of the system.
-    void scan_tasks() {
-        std::vector<std::string> children, tracees;
-        for (int p : list_numbers("/proc")) {
-            std::string stat = read_optional(fmt::format("/proc/{}/stat", p));
-            if (stat.empty()) continue;
-            auto close = stat.rfind(')');
-            if (close == std::string::npos) continue;
-            // ") S PPID ..."
-            int ppid = std::atoi(stat.c_str() + close + 4);
-            if (ppid == pid_) children.push_back(std::to_string(p));
-            for (int t : list_numbers(fmt::format("/proc/{}/task", p))) {
-                auto st = read_optional(fmt::format("/proc/{}/task/{}/status", p, t));
-                int tracer = std::atoi(std::string(status_value(st, "TracerPid")).c_str());
-                if (tracer != 0 && tids_.count(tracer))
-                    tracees.push_back(t == p ? fmt::format("process {}", p)
-                                             : fmt::format("thread {} of process {}", t, p));
-            }
-        }
-        if (!children.empty())
-            problems_.push_back(fmt::format("has children (pid {}): process trees are not supported yet",
-                                            join(children, ", ")));
-        if (!tracees.empty())
-            problems_.push_back(fmt::format("traces {} with ptrace: ptrace relations are not supported yet",
-                                            join(tracees, ", ")));
     }
 
     void timers() {
@@ -596,6 +573,94 @@ const VmFlagInfo* classify_vm_flag(std::string_view code) {
     return nullptr;
 }
 
-void audit(const FrozenProcess& frozen) { Audit(frozen).run(); }
+namespace {
+
+// What restore can rebuild of sessions and process groups: each process is created by its
+// parent, which has already taken its own session and group. A process can then start a
+// session (setsid), start a group (setpgid(0, 0)), keep its parent's, or join a group of
+// its session whose leader was created before it. A session or group whose leader has
+// exited (a daemon's double fork) would need helper processes: refused.
+void check_ids(const std::vector<TreeIds>& ids, std::vector<std::string>& problems) {
+    auto find = [&](pid_t pid) -> const TreeIds* {
+        for (const auto& e : ids)
+            if (e.pid == pid) return &e;
+        return nullptr;
+    };
+    for (size_t i = 1; i < ids.size(); ++i) {
+        const TreeIds& p = ids[i];
+        const TreeIds* parent = find(p.ppid);
+        if (!parent) continue;  // not reached: every process but the root has its parent in the tree
+        if (p.sid != p.pid && p.sid != parent->sid)
+            problems.push_back(fmt::format("process {} is in session {} but its parent {} in session {}: a "
+                                           "session whose leader has left the tree is not supported yet",
+                                           p.pid, p.sid, parent->pid, parent->sid));
+        if (p.pgid == p.pid || p.pgid == parent->pgid) continue;
+        bool ok = false;
+        for (size_t j = 0; j < i; ++j)
+            ok = ok || (ids[j].pid == p.pgid && ids[j].pgid == p.pgid && ids[j].sid == p.sid);
+        if (!ok)
+            problems.push_back(fmt::format("process {} is in process group {}, whose leader is not a process of "
+                                           "the tree created before it: not supported yet", p.pid, p.pgid));
+    }
+}
+
+// Resources the kernel can share between processes beyond what fork() shares: a child made
+// with clone(CLONE_FILES / CLONE_FS / CLONE_SIGHAND) and no CLONE_THREAD.
+void check_clone_sharing(const FrozenTree& tree, std::vector<std::string>& problems) {
+    const auto& procs = tree.processes();
+    static constexpr struct {
+        int type;
+        const char* what;
+    } kKinds[] = {{KCMP_FILES, "descriptor table (CLONE_FILES)"},
+                  {KCMP_FS, "root, cwd and umask (CLONE_FS)"},
+                  {KCMP_SIGHAND, "signal handlers (CLONE_SIGHAND)"},
+                  {KCMP_VM, "memory (CLONE_VM)"}};
+    for (size_t i = 0; i < procs.size(); ++i)
+        for (size_t j = i + 1; j < procs.size(); ++j)
+            for (const auto& k : kKinds)
+                if (::syscall(SYS_kcmp, procs[i]->pid(), procs[j]->pid(), k.type, 0, 0) == 0)
+                    problems.push_back(fmt::format("processes {} and {} share one {}: not supported yet",
+                                                   procs[i]->pid(), procs[j]->pid(), k.what));
+}
+
+}  // namespace
+
+// Tracees of any thread of the tree, found among every task of the system.
+void check_tracees(const FrozenTree& tree, std::vector<std::string>& problems) {
+    std::map<pid_t, pid_t> tids;  // thread -> its process
+    for (const auto& p : tree.processes())
+        for (const auto& t : p->threads()) tids[t.tid] = p->pid();
+    std::map<pid_t, std::vector<std::string>> found;  // by tracing process
+    for (int p : list_numbers("/proc")) {
+        for (int t : list_numbers(fmt::format("/proc/{}/task", p))) {
+            auto st = read_optional(fmt::format("/proc/{}/task/{}/status", p, t));
+            int tracer = std::atoi(std::string(status_value(st, "TracerPid")).c_str());
+            auto it = tids.find(tracer);
+            if (tracer != 0 && it != tids.end())
+                found[it->second].push_back(t == p ? fmt::format("process {}", p)
+                                                   : fmt::format("thread {} of process {}", t, p));
+        }
+    }
+    for (const auto& [pid, tracees] : found)
+        problems.push_back(fmt::format("process {} traces {} with ptrace: ptrace relations are not supported yet",
+                                       pid, join(tracees, ", ")));
+}
+
+void audit(const FrozenTree& tree) {
+    std::vector<std::string> problems;
+    for (const auto& p : tree.processes()) {
+        std::string why = Audit(*p).run();
+        if (!why.empty()) problems.push_back(std::move(why));
+    }
+    std::vector<TreeIds> ids;
+    for (pid_t pid : tree.pids()) {
+        auto st = proc::parse_stat(read_file(fmt::format("/proc/{}/stat", pid)));
+        ids.push_back({pid, st.ppid, st.pgrp, st.session});
+    }
+    check_ids(ids, problems);
+    check_tracees(tree, problems);
+    check_clone_sharing(tree, problems);
+    if (!problems.empty()) fail("{}", join(problems, "; "));
+}
 
 }  // namespace ckpt::tracer

@@ -13,7 +13,7 @@
 #include <string_view>
 
 #include "image/format.h"
-#include "tracer/frozen_process.h"
+#include "tracer/frozen_tree.h"
 
 namespace ckpt::tracer {
 
@@ -52,10 +52,17 @@ struct VmFlagInfo {
 std::span<const VmFlagInfo> vm_flags();
 const VmFlagInfo* classify_vm_flag(std::string_view code);  // nullptr: unknown to ckpt
 
-// Refuses (ckpt::Error, one line naming the pid and every kind found) a frozen target that
-// holds state ckpt cannot save and restore exactly: children, POSIX timers, file locks,
+// Refuses (ckpt::Error, one line naming each process and every kind found) a frozen tree
+// one of whose processes holds state ckpt cannot save and restore exactly: POSIX timers, file locks,
 // seccomp filters, namespaces other than ckpt's own, tracees, descriptors of refused or
 // unknown kinds, VMAs with refused or unknown flags.
-void audit(const FrozenProcess& frozen);
+// Also refused: sessions and process groups restore cannot rebuild, and processes sharing
+// more than fork() shares (clone flags without CLONE_THREAD).
+void audit(const FrozenTree& tree);
+
+// The ids the session/group check looks at, one per process of the tree (zombies too).
+struct TreeIds {
+    pid_t pid, ppid, pgid, sid;
+};
 
 }  // namespace ckpt::tracer

@@ -14,6 +14,8 @@
 #include <chrono>
 #include <cstring>
 #include <memory>
+#include <set>
+#include <algorithm>
 
 #include "common/cpu.h"
 #include "common/error.h"
@@ -25,7 +27,9 @@
 #include "tracer/backtrace.h"
 #include "tracer/fault.h"
 #include "tracer/files_dump.h"
-#include "tracer/frozen_process.h"
+#include "tracer/frozen_tree.h"
+#include "tracer/shared_files.h"
+#include "files/pipe.h"
 #include "tracer/gadgets.h"
 #include "tracer/memory_dump.h"
 #include "tracer/parasite.h"
@@ -69,6 +73,7 @@ image::Process collect_process(pid_t pid, const std::vector<image::Vma>& vmas) {
     p.ppid = stat.ppid;
     p.pgid = stat.pgrp;
     p.sid = stat.session;
+    p.exit_signal = stat.exit_signal;
     p.comm = status.name;
     p.argv = split_nul(read_file(fmt::format("/proc/{}/cmdline", pid)));
     p.exe_path = read_link(fmt::format("/proc/{}/exe", pid));
@@ -150,6 +155,87 @@ image::Thread collect_thread(pid_t pid, const FrozenThread& ft) {
     return t;
 }
 
+// Everything saved of one process of the tree, in the order it goes into the image.
+struct DumpedProcess {
+    image::Process proc;
+    std::vector<image::Thread> threads;
+    std::vector<image::Vma> vmas;
+    std::vector<image::PageRun> runs;
+};
+
+// What can be read from outside while the tree is frozen.
+DumpedProcess collect_outside(const FrozenProcess& frozen) {
+    const pid_t pid = frozen.pid();
+    DumpedProcess d;
+    d.vmas = collect_vmas(pid);
+    d.proc = collect_process(pid, d.vmas);
+    for (const auto& ft : frozen.threads()) d.threads.push_back(collect_thread(pid, ft));
+    d.proc.shared_pending = peek_pending(pid, true);
+    d.proc.nr_threads = static_cast<uint32_t>(d.threads.size());
+    collect_attrs(pid, d.proc, d.threads);
+    Unwinder unwinder(pid, d.vmas);
+    for (auto& t : d.threads) {
+        Regs r;
+        std::memcpy(&r, t.regs.data(), sizeof r);
+        t.backtrace = unwinder.unwind(r);
+    }
+    return d;
+}
+
+DumpedProcess zombie_record(const Zombie& z) {
+    DumpedProcess d;
+    d.proc.pid = z.pid;
+    d.proc.ppid = z.ppid;
+    d.proc.pgid = z.pgid;
+    d.proc.sid = z.sid;
+    d.proc.exit_signal = z.exit_signal;
+    d.proc.zombie = 1;
+    d.proc.exit_status = z.exit_status;
+    d.proc.comm = z.comm;
+    return d;
+}
+
+// What only the process itself can read, and its memory: through the parasite, which is
+// in the process only for the duration of this call.
+void collect_inside(DumpedProcess& d, image::ImageWriter& out, MemoryStats& mstats) {
+    const pid_t pid = d.proc.pid;
+    // Declared before the parasite: the parasite is removed first, then the leader's
+    // registers are put back. Other threads are taken over one at a time, only while
+    // they run their own command.
+    Gadgets gadgets = find_gadgets(pid);
+    RemoteSyscalls leader(pid, pid, gadgets);
+    Parasite parasite(leader, gadgets);
+    fault::point("infect");
+
+    for (auto& t : d.threads) {
+        long r = t.tid == pid ? parasite.run(parasite::kCmdThreadState)
+                              : parasite.run_in_thread(t.tid, parasite::kCmdThreadState);
+        if (r < 0) fail("parasite could not read the state of thread {}: {}", t.tid, errno_text(static_cast<int>(-r)));
+        const auto& ts = parasite.args().thread;
+        t.altstack_sp = ts.altstack_sp;
+        t.altstack_size = ts.altstack_size;
+        t.altstack_flags = ts.altstack_flags;
+        t.clear_child_tid = ts.clear_child_tid;
+        interrupt::check();
+    }
+
+    long r = parasite.run(parasite::kCmdProcessState);
+    if (r < 0) fail("parasite could not read the signal state of {}: {}", pid, errno_text(static_cast<int>(-r)));
+    const auto& ps = parasite.args().process;
+    for (const auto& sa : ps.sigactions) d.proc.sigactions.push_back({sa.handler, sa.flags, sa.restorer, sa.mask});
+    for (const auto& it : ps.itimers)
+        d.proc.itimers.push_back({it.interval_sec, it.interval_usec, it.value_sec, it.value_usec});
+    d.proc.mm.brk = ps.brk;  // not in /proc/PID/stat
+    take_parasite_attrs(ps, d.proc);
+    fault::point("parasite-state");
+
+    MemoryStats ms;
+    d.runs = dump_memory(pid, parasite, d.vmas, out, ms, [] { fault::point("memory"); });
+    mstats.pages_candidate += ms.pages_candidate;
+    mstats.pages_stored += ms.pages_stored;
+    mstats.pages_zero += ms.pages_zero;
+}
+
 }  // namespace
 
 void dump(const DumpOptions& opts) {
@@ -158,83 +244,60 @@ void dump(const DumpOptions& opts) {
     // released last.
     image::ImageWriter out(opts.dir, opts.overwrite ? image::Existing::Replace : image::Existing::Refuse);
     out.set_early_writeback(!opts.leave_running);
-    FrozenProcess frozen(opts.pid);
-    audit(frozen);  // refuse state ckpt cannot save before anything is written or injected
+    FrozenTree tree(opts.pid);
+    audit(tree);  // refuse state ckpt cannot save before anything is written or injected
     auto t_frozen = Clock::now();
     double frozen_ms = 0, memory_ms = 0, checksum_ms = 0;
     fault::point("seize");
-    const pid_t pid = opts.pid;
 
-    // Everything readable from outside, while the target is frozen.
-    std::vector<image::Vma> vmas = collect_vmas(pid);
-    image::Process proc = collect_process(pid, vmas);
-    std::vector<image::Thread> threads;
-    for (const auto& ft : frozen.threads()) threads.push_back(collect_thread(pid, ft));
-    proc.shared_pending = peek_pending(pid, true);
-    proc.nr_threads = static_cast<uint32_t>(threads.size());
-    collect_attrs(pid, proc, threads);
-    {
-        Unwinder unwinder(pid, vmas);
-        for (auto& t : threads) {
-            Regs r;
-            std::memcpy(&r, t.regs.data(), sizeof r);
-            t.backtrace = unwinder.unwind(r);
+    // Tree order, zombies at their places.
+    std::vector<DumpedProcess> procs;
+    for (pid_t pid : tree.pids()) {
+        auto live = std::find_if(tree.processes().begin(), tree.processes().end(),
+                                 [pid](const auto& f) { return f->pid() == pid; });
+        if (live != tree.processes().end()) {
+            procs.push_back(collect_outside(**live));
+        } else {
+            for (const auto& z : tree.zombies())
+                if (z.pid == pid) procs.push_back(zombie_record(z));
         }
+        interrupt::check();
     }
     fault::point("collect");
 
-    std::vector<image::Fd> fds = dump_files(pid, out);
-    save_unlinked_mappings(pid, vmas, fds, out);
+    std::vector<image::Fd> fds;
+    std::vector<image::Vma> all_vmas;
+    std::vector<std::vector<image::Vma>*> tree_vmas;
+    for (auto& d : procs) {
+        if (d.proc.zombie) continue;
+        std::vector<image::Fd> mine = dump_files(d.proc.pid, out);
+        save_unlinked_mappings(d.proc.pid, d.vmas, mine, out);
+        fds.insert(fds.end(), mine.begin(), mine.end());
+        all_vmas.insert(all_vmas.end(), d.vmas.begin(), d.vmas.end());
+        tree_vmas.push_back(&d.vmas);
+    }
+    assign_file_ids(fds, all_vmas);
+    {
+        auto pids = tree.pids();
+        files::dump_pipes(fds, std::set<pid_t>(pids.begin(), pids.end()), out);
+    }
+    share_anon_objects(tree_vmas);
     fault::point("files");
 
     MemoryStats mstats;
-    std::vector<image::PageRun> runs;
-    {
-        // Declared before the parasite: the parasite is removed first, then the leader's
-        // registers are put back. Other threads are taken over one at a time, only while
-        // they run their own command.
-        Gadgets gadgets = find_gadgets(pid);
-        RemoteSyscalls leader(pid, pid, gadgets);
-        Parasite parasite(leader, gadgets);
-        fault::point("infect");
-
-        for (size_t i = 0; i < threads.size(); ++i) {
-            pid_t tid = threads[i].tid;
-            long r = tid == pid ? parasite.run(parasite::kCmdThreadState)
-                                : parasite.run_in_thread(tid, parasite::kCmdThreadState);
-            if (r < 0) fail("parasite could not read the state of thread {}: {}", tid, errno_text(static_cast<int>(-r)));
-            const auto& ts = parasite.args().thread;
-            threads[i].altstack_sp = ts.altstack_sp;
-            threads[i].altstack_size = ts.altstack_size;
-            threads[i].altstack_flags = ts.altstack_flags;
-            threads[i].clear_child_tid = ts.clear_child_tid;
-            interrupt::check();
-        }
-
-        long r = parasite.run(parasite::kCmdProcessState);
-        if (r < 0) fail("parasite could not read the signal state of {}: {}", pid, errno_text(static_cast<int>(-r)));
-        const auto& ps = parasite.args().process;
-        for (const auto& sa : ps.sigactions)
-            proc.sigactions.push_back({sa.handler, sa.flags, sa.restorer, sa.mask});
-        for (const auto& it : ps.itimers)
-            proc.itimers.push_back({it.interval_sec, it.interval_usec, it.value_sec, it.value_usec});
-        proc.mm.brk = ps.brk;  // not in /proc/PID/stat
-        take_parasite_attrs(ps, proc);
-        fault::point("parasite-state");
-
-        auto t_mem = Clock::now();
-        runs = dump_memory(pid, parasite, vmas, out, mstats, [] { fault::point("memory"); });
-        memory_ms = ms_since(t_mem);
-    }
+    auto t_mem = Clock::now();
+    for (auto& d : procs)
+        if (!d.proc.zombie) collect_inside(d, out, mstats);  // one parasite at a time
+    memory_ms = ms_since(t_mem);
     fault::point("cure");
 
     if (opts.leave_running) {
-        frozen.release();
+        tree.release();
         frozen_ms = ms_since(t_frozen);
     }
 
     auto t_sum = Clock::now();
-    out.checksum_runs(runs);
+    for (auto& d : procs) out.checksum_runs(d.runs);
     checksum_ms = ms_since(t_sum);
     fault::point("checksum");
 
@@ -247,14 +310,18 @@ void dump(const DumpOptions& opts) {
     header.created_unix_ns = static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(
             std::chrono::system_clock::now().time_since_epoch()).count());
-    header.xsave_size = static_cast<uint32_t>(threads.front().xsave.size());
+    header.xsave_size = static_cast<uint32_t>(procs.front().threads.front().xsave.size());
     header.xfeatures = read_xcr0();
-    header.nr_processes = 1;
+    header.nr_processes = static_cast<uint32_t>(procs.size());
     out.add(header);
-    out.add(proc);
-    for (const auto& t : threads) out.add(t);
-    for (const auto& v : vmas) out.add(v);
-    for (const auto& r : runs) out.add(r);
+    size_t nr_threads = 0, nr_vmas = 0;
+    for (const auto& d : procs) out.add(d.proc);
+    for (const auto& d : procs)
+        for (const auto& t : d.threads) out.add(t), ++nr_threads;
+    for (const auto& d : procs)
+        for (const auto& v : d.vmas) out.add(v), ++nr_vmas;
+    for (const auto& d : procs)
+        for (const auto& r : d.runs) out.add(r);
     for (const auto& f : fds) out.add(f);
     fault::point("write-image");
     fault::point("commit");
@@ -262,18 +329,19 @@ void dump(const DumpOptions& opts) {
     interrupt::ignore_from_now();  // complete: finishing is quicker and safer than undoing
 
     if (!opts.leave_running) {
-        frozen.kill_on_release();
-        frozen.release();
+        tree.kill_on_release();
+        tree.release();
         frozen_ms = ms_since(t_frozen);
     }
     if (opts.print_stats) {
         fmt::print("dump_ms={:.1f}\nfrozen_ms={:.1f}\nmemory_ms={:.1f}\nchecksum_ms={:.1f}\n"
-                   "pages_candidate={}\npages_stored={}\npages_zero={}\ndata_bytes={}\nthreads={}\nvmas={}\n",
+                   "pages_candidate={}\npages_stored={}\npages_zero={}\ndata_bytes={}\nprocesses={}\nthreads={}\nvmas={}\n",
                    ms_since(t_start), frozen_ms, memory_ms, checksum_ms, mstats.pages_candidate, mstats.pages_stored,
-                   mstats.pages_zero, out.data_offset(), threads.size(), vmas.size());
+                   mstats.pages_zero, out.data_offset(), procs.size(), nr_threads, nr_vmas);
     }
-    log::info("dumped process {} into {}: {} pages stored, {} zero pages skipped", pid,
-              opts.dir, mstats.pages_stored, mstats.pages_zero);
+    log::info("dumped process {}{} into {}: {} pages stored, {} zero pages skipped", opts.pid,
+              procs.size() > 1 ? fmt::format(" and {} descendants", procs.size() - 1) : "", opts.dir,
+              mstats.pages_stored, mstats.pages_zero);
 }
 
 }  // namespace ckpt::tracer

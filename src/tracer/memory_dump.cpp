@@ -5,6 +5,8 @@
 #include <sys/sysmacros.h>
 
 #include <algorithm>
+#include <map>
+#include <sys/stat.h>
 #include <chrono>
 #include <exception>
 #include <thread>
@@ -137,6 +139,7 @@ std::vector<Span> candidate_spans(pid_t pid, std::vector<Vma>& vmas) {
         Vma& v = vmas[i];
         const bool guarded = has_guard_regions(v);
         if (!guarded && !page_wanted(v, kPmPresent | kPmSwapped)) continue;  // whole kinds with no data
+        if (v.content_pid != 0 && !guarded) continue;  // another process's VMA stores this memory
         auto usage = resident.find(v.start);
         if (!guarded && usage != resident.end() && usage->second == 0) continue;
         scanner.scan(v.start, v.end, [&](uint64_t a, uint64_t n, uint64_t bits) {
@@ -251,7 +254,58 @@ std::vector<Vma> collect_vmas(pid_t pid) {
         apply_vmflags(out.back(), vmflags[m.start]);
     }
     identify_mapped_files(pid, out);
+    for (auto& v : out) {
+        if (v.kind != VmaKind::Anon || !(v.flags & MAP_SHARED)) continue;
+        // The size of the shared memory object (it may be mapped only in part).
+        struct stat st;
+        std::string link = fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, v.start, v.end);
+        if (::stat(link.c_str(), &st) != 0) fail_errno("process {}: cannot stat shared memory {}", pid, link);
+        v.file.dev = st.st_dev;
+        v.file.ino = st.st_ino;
+        v.file.size = std::max<uint64_t>(static_cast<uint64_t>(st.st_size), v.pgoff + (v.end - v.start));
+    }
     return out;
+}
+
+void share_anon_objects(std::vector<std::vector<Vma>*>& tree) {
+    // Per object, the ranges (in object offsets) whose pages some earlier VMA stores.
+    struct Stored {
+        int32_t pid;
+        std::vector<std::pair<uint64_t, uint64_t>> ranges;
+    };
+    std::map<std::pair<uint64_t, uint64_t>, Stored> objects;
+    for (auto* vmas : tree) {
+        std::vector<std::pair<std::pair<uint64_t, uint64_t>, std::pair<uint64_t, uint64_t>>> mine;
+        for (auto& v : *vmas) {
+            if (v.kind != VmaKind::Anon || !(v.flags & MAP_SHARED)) continue;
+            std::pair<uint64_t, uint64_t> key{v.file.dev, v.file.ino}, range{v.pgoff, v.pgoff + (v.end - v.start)};
+            auto it = objects.find(key);
+            if (it != objects.end() && it->second.pid != v.pid) {
+                // Covered by the union of what is stored already? (ranges sorted, merged)
+                uint64_t at = range.first;
+                for (const auto& [a, b] : it->second.ranges)
+                    if (a <= at && b > at) at = b;
+                if (at >= range.second) {
+                    v.content_pid = it->second.pid;
+                    continue;
+                }
+            }
+            mine.push_back({key, range});
+        }
+        for (const auto& [key, range] : mine) {
+            auto& o = objects.try_emplace(key, Stored{(*vmas).front().pid, {}}).first->second;
+            o.ranges.push_back(range);
+            std::sort(o.ranges.begin(), o.ranges.end());
+            std::vector<std::pair<uint64_t, uint64_t>> merged;
+            for (const auto& r : o.ranges) {
+                if (!merged.empty() && r.first <= merged.back().second)
+                    merged.back().second = std::max(merged.back().second, r.second);
+                else
+                    merged.push_back(r);
+            }
+            o.ranges = std::move(merged);
+        }
+    }
 }
 
 std::vector<image::PageRun> dump_memory(pid_t pid, Parasite& parasite,

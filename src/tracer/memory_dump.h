@@ -16,6 +16,11 @@ namespace ckpt::tracer {
 // Reads maps and smaps; refuses mappings that cannot be restored yet, with the reason.
 std::vector<image::Vma> collect_vmas(pid_t pid);
 
+// Shared anonymous memory mapped by several processes of a tree (fork() shares it): the
+// first process (in tree order) stores its pages; a later VMA whose part of the object is
+// all stored already gets content_pid and stores nothing. `tree` is every process's VMAs.
+void share_anon_objects(std::vector<std::vector<image::Vma>*>& tree);
+
 struct MemoryStats {
     uint64_t pages_candidate = 0;  // present or swapped pages that could hold data
     uint64_t pages_stored = 0;

@@ -164,6 +164,7 @@ Stat parse_stat(std::string_view text) {
     st.start_code = num(26);
     st.end_code = num(27);
     st.start_stack = num(28);
+    st.exit_signal = static_cast<int>(num(38));
     st.rt_priority = num(40);
     st.policy = num(41);
     st.start_data = num(45);
@@ -173,6 +174,7 @@ Stat parse_stat(std::string_view text) {
     st.arg_end = num(49);
     st.env_start = num(50);
     st.env_end = num(51);
+    if (f.size() >= 50) st.exit_code = static_cast<int>(num(52));
     return st;
 }
 

@@ -37,6 +37,8 @@ struct Stat {  // the fields of /proc/PID/stat the dump uses
     uint64_t start_data = 0, end_data = 0, start_brk = 0;
     uint64_t arg_start = 0, arg_end = 0, env_start = 0, env_end = 0;
     uint64_t policy = 0, rt_priority = 0;
+    int exit_signal = 0;  // sent to the parent at exit (SIGCHLD for fork())
+    int exit_code = 0;    // a zombie's wait status
 };
 
 Stat parse_stat(std::string_view text);

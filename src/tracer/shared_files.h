@@ -1,0 +1,17 @@
+// Which descriptors of a tree refer to one open file description (fork() shares them, and
+// with them the offset and status flags): every Fd record gets the file_id of its
+// description, equal across processes exactly when kcmp(KCMP_FILE) says they are the same.
+#pragma once
+
+#include <vector>
+
+#include "image/format.h"
+
+namespace ckpt::tracer {
+
+// `fds` holds the records of every process of the tree, each process's dup_of already set.
+// Also refuses what restore cannot share yet: a deleted file open or mapped in several
+// processes (each would get its own copy).
+void assign_file_ids(std::vector<image::Fd>& fds, const std::vector<image::Vma>& vmas);
+
+}  // namespace ckpt::tracer
