@@ -6,18 +6,23 @@ in tests/README.md:
 
   1. start zt_NAME in a fresh work directory (its own session; stdin /dev/null or
      a pty; stdout+stderr appended to WORKDIR/out.log) and wait for READY;
-  2. read its visible state (/proc/PID/maps, fds, signal masks, ids, ...);
+  2. read its visible state (/proc/PID/maps, fds, signal masks, ids, ...), and that of
+     every descendant (the tree: pids, parents, groups, sessions, maps, fds; zombies with
+     their exit status);
   3. `ckpt dump --pid PID -o IMG` (plus --leave-running in leave-running mode),
      check that the image exists and `ckpt info` accepts it;
-  4. restore mode: check the original was killed and is reaped and its pid is
-     free, run `ckpt restore -D IMG` (foreground; with --detach: `-d`, and the
+  4. restore mode: check the original tree was killed and is reaped (the harness, a
+     subreaper, reaps the orphans) and its pids are free, run `ckpt restore -D IMG`
+     (foreground; with --detach: `-d`, and the
      restored process is then the harness's child, as subreaper), wait for the
      restored pid and compare its visible state with the one before the dump;
      leave-running mode: check the original runs on untraced and its visible
      state is unchanged;
   5. feed input if the test needs it, SIGTERM the process, and require exit
      code 0 (in foreground restore: ckpt's exit code) and a PASS line;
-  6. require that nothing the harness started is left running.
+  6. require that nothing the harness started is left running or unreaped: every
+     process of the tree must have been reaped by its parent (an orphan would have been
+     handed to the harness, a child subreaper, and is found there).
 
 Modes: restore, leave-running, and plain (no ckpt at all: checks the program
 and the harness themselves).
@@ -93,6 +98,17 @@ TESTS = {
     "threads_backtrace": {},
     "threads_bigbuf": {"ready_timeout": 60},
     "threads_churn": {"skip_state": ("threads",)},  # threads come and go by design
+    # process trees (tests/programs/tree_*.c): the whole tree is compared (ztlib.tree_state)
+    "tree_fork": {},
+    "tree_zombie": {},
+    "tree_pipe": {},
+    "tree_pipe_full": {},
+    "tree_shared_fd": {},
+    "tree_shm": {},
+    "tree_pgrp": {},
+    "tree_many": {},
+    "tree_exec": {},
+    "tree_sigchld": {},
 }
 
 DEFAULTS = {"prog": None, "args": [], "pty": False, "input": None, "wait_file": None, "ready_timeout": 10,
@@ -123,6 +139,7 @@ class Run:
         self.master = self.slave = None
         self.prog = None
         self.pid = None
+        self.tree = {}  # tree_state of the program's descendants after READY (before the dump)
         self.restore = None  # started `ckpt restore` (foreground)
         self.t0 = time.monotonic()
 
@@ -135,6 +152,15 @@ class Run:
                 for k, v in obj.items():
                     if k == "maps":
                         f.write("maps:\n" + "".join("  %s\n" % l for l in v))
+                    elif k == "tree":
+                        f.write("tree: %d processes\n" % len(v))
+                        for pid, e in sorted(v.items()):
+                            f.write("  %s\n" % ztlib.tree_entry_text(pid, e))
+                            for tk, tv in e.items():
+                                if tk == "maps":
+                                    f.write("    maps:\n" + "".join("      %s\n" % l for l in tv))
+                                elif tk not in ("ppid", "pgrp", "session", "comm"):
+                                    f.write("    %s: %r\n" % (tk, tv))
                     else:
                         f.write("%s: %r\n" % (k, v))
             else:
@@ -187,7 +213,7 @@ class Run:
         self.step("dumped in %.2f s" % res.elapsed)
 
     def original_gone(self):
-        """Restore mode: the dump must have killed the original; reap it; its pid must be free."""
+        """Restore mode: the dump must have killed the original tree; reap it; its pids must be free."""
         try:
             rc = self.prog.proc.wait(timeout=self.deadline.timeout(10))
         except subprocess.TimeoutExpired:
@@ -198,7 +224,39 @@ class Run:
                               "output:\n%s" % (ztlib.describe_rc(rc), ztlib.indent(self.prog.output())))
         if ztlib.pid_exists(self.pid):
             raise TestFailure("pid %d is in use again after the original was reaped: cannot restore" % self.pid)
-        self.step("original killed (%s), reaped, pid %d free" % (ztlib.describe_rc(rc), self.pid))
+        if self.tree:
+            self.tree_gone()
+        self.step("original killed (%s), reaped, pid %d free%s" % (
+            ztlib.describe_rc(rc), self.pid, ", and the %d other pids of its tree" % len(self.tree) if self.tree else ""))
+
+    def tree_gone(self):
+        """The rest of the original tree: once the root is dead its children (zombies too)
+        are orphans handed to the harness, a subreaper, which reaps them here; each must
+        be gone (killed by the dump, not left running) before the restore needs its pid."""
+        pending = set(self.tree)
+        end = time.monotonic() + self.deadline.timeout(10)
+        while pending:
+            for pid in sorted(pending):
+                try:
+                    os.waitpid(pid, os.WNOHANG)  # ours once orphaned; not yet if its parent still dies
+                except ChildProcessError:
+                    pass
+                if not ztlib.pid_exists(pid):
+                    pending.discard(pid)
+            if not pending:
+                break
+            if time.monotonic() >= end:
+                info = []
+                for pid in sorted(pending):
+                    try:
+                        st = ztlib.proc_stat(pid)
+                        info.append("%d (%s, state %s, parent %d)" % (pid, self.tree[pid]["comm"], st["state"],
+                                                                      st["ppid"]))
+                    except (OSError, ValueError):
+                        info.append(str(pid))
+                raise TestFailure("processes of the original tree still exist 10 s after `ckpt dump` (without "
+                                  "--leave-running the whole tree must be killed): " + ", ".join(info))
+            time.sleep(0.02)
 
     def restore_fg(self, before):
         args = ["restore", "-D", self.img] + self.opts["restore_args"]
@@ -206,16 +264,16 @@ class Run:
         try:
             after = ztlib.wait_restored(self.restore, self.pid, before,
                                         self.deadline.timeout(RESTORE_APPEAR_TIMEOUT), self.opts["skip_state"],
-                                        self.prog.output)
+                                        self.prog.output, tree=True)
         except TestFailure:
             if ztlib.pid_exists(self.pid):
                 try:
-                    self.save("state-after.txt", ztlib.visible_state(self.pid))
+                    self.save("state-after.txt", ztlib.visible_state(self.pid, tree=True))
                 except TestFailure:
                     pass
             raise
         self.save("state-after.txt", after)
-        self.step("restored pid %d is up and its visible state matches" % self.pid)
+        self.step("restored pid %d is up and its visible state matches%s" % (self.pid, self.tree_text(after)))
 
     def restore_detached(self, before):
         args = ["restore", "-D", self.img, "-d"] + self.opts["restore_args"]
@@ -232,13 +290,14 @@ class Run:
         bad = ztlib.traced_or_stopped(self.pid)
         if bad:
             raise TestFailure("after `ckpt restore -d` returned: " + bad)
-        after = ztlib.visible_state(self.pid)
+        after = ztlib.visible_state(self.pid, tree=True)
         self.save("state-after.txt", after)
         problems = ztlib.compare_state(before, after, True, self.opts["skip_state"])
+        problems += ztlib.tree_traced_or_stopped(after["tree"])
         if problems:
             raise TestFailure("visible state of the restored process differs from the original:\n  "
                               + ztlib.state_problems_text(problems))
-        self.step("restored pid %d runs, is our child, visible state matches" % self.pid)
+        self.step("restored pid %d runs, is our child, visible state matches%s" % (self.pid, self.tree_text(after)))
 
     def check_leave_running(self, before):
         if self.prog.proc.poll() is not None:
@@ -247,7 +306,10 @@ class Run:
         bad = ztlib.traced_or_stopped(self.pid)
         if bad:
             raise TestFailure("after a --leave-running dump: " + bad)
-        after = ztlib.visible_state(self.pid)
+        bad = ztlib.tree_traced_or_stopped(before["tree"])
+        if bad:
+            raise TestFailure("after a --leave-running dump: " + "; ".join(bad))
+        after = ztlib.visible_state(self.pid, tree=True)
         self.save("state-after.txt", after)
         problems = ztlib.compare_state(before, after, False, self.opts["skip_state"])
         if problems:
@@ -307,14 +369,25 @@ class Run:
         self.step("process finished: %s" % desc)
         self.prog.check_result(desc, ok)
 
+    def tree_text(self, state):
+        n = len(state.get("tree") or {})
+        return ", and so does that of the %d other processes of its tree" % n if n else ""
+
     def check_nothing_left(self):
+        """Once the root is gone, nothing may be left: a process of the tree that its parent
+        did not reap (or that outlived its parent) has been handed to the harness, a child
+        subreaper, so it is among the harness's descendants, running or as a zombie."""
         left = ztlib.descendants()
         if left:
             info = []
             for p in sorted(left):
                 try:
-                    info.append("%d (%s)" % (p, ztlib.read_text("/proc/%d/comm" % p).strip()))
-                except OSError:
+                    st = ztlib.proc_stat(p)
+                    info.append("%d (%s, %s, parent %d%s)" % (
+                        p, ztlib.read_text("/proc/%d/comm" % p).strip(),
+                        "unreaped zombie" if st["state"] in ("Z", "X") else "state " + st["state"], st["ppid"],
+                        ", of the tree at READY" if p in self.tree else ""))
+                except (OSError, ValueError):
                     info.append(str(p))
             ztlib.kill_descendants()
             raise TestFailure("processes left behind: " + ", ".join(info))
@@ -325,15 +398,28 @@ class Run:
         mode = self.args.mode
         self.start_program()
         if mode == "plain":
+            self.tree = ztlib.tree_state(self.pid)
+            if self.tree:
+                self.step("%d descendants of %d in its tree" % (len(self.tree), self.pid))
+            bad = ztlib.tree_traced_or_stopped(self.tree)
+            if bad:
+                raise TestFailure("after READY: " + "; ".join(bad))
             self.feed_and_wait()
             self.terminate_and_check("original")
             self.check_nothing_left()
             return
-        before = ztlib.visible_state(self.pid)
+        before = ztlib.visible_state(self.pid, tree=True)
+        self.tree = before["tree"]
         self.save("state-before.txt", before)
+        if self.tree:
+            self.step("%d descendants of %d in its tree (%d zombies)" % (
+                len(self.tree), self.pid, sum(1 for e in self.tree.values() if e["zombie"])))
         bad = ztlib.traced_or_stopped(self.pid)
         if bad:
             raise TestFailure("before the dump: " + bad)
+        bad = ztlib.tree_traced_or_stopped(self.tree)
+        if bad:
+            raise TestFailure("before the dump: " + "; ".join(bad))
         if mode == "leave-running":
             self.dump(leave_running=True)
             self.check_leave_running(before)

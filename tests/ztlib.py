@@ -86,11 +86,12 @@ def read_text(path):
 
 
 def proc_stat(pid):
-    """Fields of /proc/PID/stat after the comm field: dict with state, ppid, pgrp, session."""
+    """Fields of /proc/PID/stat after the comm field: dict with state, ppid, pgrp, session,
+    flags, and exit_code (field 52: the wait status of a zombie; None if not shown)."""
     s = read_text("/proc/%d/stat" % pid)
     rest = s[s.rindex(")") + 2:].split()
     return {"state": rest[0], "ppid": int(rest[1]), "pgrp": int(rest[2]), "session": int(rest[3]),
-            "flags": int(rest[6])}
+            "flags": int(rest[6]), "exit_code": int(rest[49]) if len(rest) > 49 else None}
 
 
 def parse_status(text):
@@ -476,8 +477,10 @@ def drop_parasite_region(before, after):
     return extra
 
 
-def visible_state(pid):
-    """Snapshot of what must survive a dump/restore. Raises TestFailure if pid is gone."""
+def visible_state(pid, tree=False):
+    """Snapshot of what must survive a dump/restore. Raises TestFailure if pid is gone.
+    tree=True adds st["tree"], the tree_state of pid's descendants (compared by
+    compare_state when both snapshots have it)."""
     try:
         st = {"maps": read_text("/proc/%d/maps" % pid).splitlines()}
         st["vmflags"] = read_vmflags(pid)
@@ -496,7 +499,99 @@ def visible_state(pid):
                 st[link] = "<%s>" % errno.errorcode.get(e.errno, e.errno)
     except (FileNotFoundError, ProcessLookupError):
         raise TestFailure("process %d disappeared while reading its state" % pid)
+    if tree:
+        st["tree"] = tree_state(pid)
     return st
+
+
+def tree_state(root):
+    """Snapshot of every descendant of root (root itself is covered by visible_state):
+    {pid: {ppid, pgrp, session, comm, zombie, exit_code, and for a live process maps, fds
+    and the STATUS_KEYS of status}}. A zombie has no maps or fds; its exit_code is the
+    wait status it will report. Raises TestFailure if a process vanishes while it is read."""
+    tree = {}
+    for pid in sorted(descendants(root)):
+        try:
+            stat = proc_stat(pid)
+            e = {"ppid": stat["ppid"], "pgrp": stat["pgrp"], "session": stat["session"],
+                 "comm": read_text("/proc/%d/comm" % pid).rstrip("\n"),
+                 "zombie": stat["state"] in ("Z", "X")}
+            if e["zombie"]:
+                e["exit_code"] = stat["exit_code"]
+            else:
+                e["exit_code"] = None
+                e["maps"] = read_text("/proc/%d/maps" % pid).splitlines()
+                e["fds"] = read_fds(pid)
+                status = proc_status(pid)
+                for k in STATUS_KEYS:
+                    e[k] = status.get(k)
+        except (FileNotFoundError, ProcessLookupError):
+            raise TestFailure("process %d of the tree of %d disappeared while reading its state" % (pid, root))
+        tree[pid] = e
+    return tree
+
+
+TREE_KEYS = ("ppid", "pgrp", "session", "comm", "zombie", "exit_code") + STATUS_KEYS
+
+
+def tree_entry_text(pid, e):
+    if e is None:
+        return "%d: (no such process)" % pid
+    what = "zombie, wait status %s" % (e.get("exit_code"),) if e.get("zombie") else "live"
+    return "%d (%s, %s): ppid %s pgrp %s session %s" % (pid, e.get("comm"), what, e.get("ppid"), e.get("pgrp"),
+                                                       e.get("session"))
+
+
+def compare_tree(tb, ta, restored):
+    """Problems between two tree_state snapshots: the set of pids, and per process its ids,
+    comm, zombie state and exit status, signal state, maps and fds (normalized after a
+    restore, as for the root)."""
+    problems = []
+    missing, extra = sorted(set(tb) - set(ta)), sorted(set(ta) - set(tb))
+    if missing or extra:
+        lines = ["    missing " + tree_entry_text(p, tb[p]) for p in missing]
+        lines += ["    new     " + tree_entry_text(p, ta[p]) for p in extra]
+        problems.append("the processes of the tree differ (before: %s, after: %s):\n%s"
+                        % (sorted(tb), sorted(ta), "\n".join(lines)))
+    what = "restore" if restored else "dump"
+    for pid in sorted(set(tb) & set(ta)):
+        b, a = tb[pid], ta[pid]
+        diffs = ["%s %r -> %r" % (k, b.get(k), a.get(k)) for k in TREE_KEYS if b.get(k) != a.get(k)]
+        if diffs:
+            problems.append("tree process %d (%s) differs: %s" % (pid, b.get("comm"), ", ".join(diffs)))
+        if b.get("zombie") or a.get("zombie"):
+            continue
+        mb, ma = b["maps"], a["maps"]
+        if restored:
+            mb, ma = normalize_maps(mb), normalize_maps(ma)
+        if mb != ma:
+            diff = difflib.unified_diff(mb, ma, "maps of %d before dump" % pid, "maps of %d after %s" % (pid, what),
+                                        lineterm="", n=2)
+            problems.append("/proc/%d/maps (tree process %s) differ%s:\n%s"
+                            % (pid, b.get("comm"), " (normalized)" if restored else "",
+                               "\n".join("    " + l for l in diff)))
+        fb, fa = b["fds"], a["fds"]
+        if restored:
+            fb = {k: (normalize_fd_target(t), f) for k, (t, f) in fb.items()}
+            fa = {k: (normalize_fd_target(t), f) for k, (t, f) in fa.items()}
+        if fb != fa:
+            lines = ["    fd %d: before %s, after %s" % (fd, fb.get(fd, "(not open)"), fa.get(fd, "(not open)"))
+                     for fd in sorted(set(fb) | set(fa)) if fb.get(fd) != fa.get(fd)]
+            problems.append("open file descriptors of tree process %d (%s) differ (target, flags):\n%s"
+                            % (pid, b.get("comm"), "\n".join(lines)))
+    return problems
+
+
+def tree_traced_or_stopped(tree):
+    """Problems (list) of the live processes of a tree_state snapshot: none may be traced,
+    stopped or gone."""
+    out = []
+    for pid, e in sorted(tree.items()):
+        if not e.get("zombie"):
+            bad = traced_or_stopped(pid)
+            if bad:
+                out.append("tree " + bad)
+    return out
 
 
 _MAPS_RE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) (\S+) (\d+)\s*(.*)$")
@@ -585,6 +680,9 @@ def compare_state(before, after, restored, skip=()):
             continue
         if before.get(k) != after.get(k):
             problems.append("%s differs: before %r, after %r" % (k, before.get(k), after.get(k)))
+    trb, tra = before.get("tree"), after.get("tree")
+    if "tree" not in skip and trb is not None and tra is not None:
+        problems += compare_tree(trb, tra, restored)
     return problems
 
 
@@ -697,12 +795,13 @@ def check_root_and_binary(args):
         sys.exit(1)
 
 
-def wait_restored(started, pid, before, timeout, skip=(), output_fn=None):
+def wait_restored(started, pid, before, timeout, skip=(), output_fn=None, tree=False):
     """Wait until a foreground `ckpt restore` (started with Ckpt.start) has brought
     up pid: it exists, is neither traced nor stopped, and its visible state
     equals `before` (normalized) on two polls in a row. Raises TestFailure with
     the last difference on timeout, or if ckpt restore exits first.
-    Returns the visible state."""
+    tree=True: the same for the whole tree (visible_state(tree=True); no live process of
+    the tree traced or stopped). Returns the visible state."""
     proc = started[0]
     end = time.monotonic() + timeout
     last = "process %d never appeared" % pid
@@ -721,8 +820,10 @@ def wait_restored(started, pid, before, timeout, skip=(), output_fn=None):
                 last = bad
             else:
                 try:
-                    after = visible_state(pid)
+                    after = visible_state(pid, tree)
                     problems = compare_state(before, after, True, skip)
+                    if tree and not problems:
+                        problems = tree_traced_or_stopped(after["tree"])
                 except TestFailure as e:
                     problems = [str(e)]
                 if not problems:
@@ -828,6 +929,48 @@ def _selftest():
                                                True) != []),
         ("VmFlags boundary change detected",
          compare_state(svf(vf), svf([(0x1000, 0x4000, vf[0][2]), (0x4000, 0x5000, vf[1][2])]), True) != []),
+    ]
+    kid = {"ppid": 10, "pgrp": 10, "session": 10, "comm": "kid", "zombie": False, "exit_code": None,
+           "maps": list(base), "fds": {3: ("pipe:[77]", "01")}, "SigBlk": "0", "SigIgn": "0", "SigCgt": "4000",
+           "SigPnd": "0", "ShdPnd": "0", "Umask": "0022"}
+    zombie = {"ppid": 10, "pgrp": 10, "session": 10, "comm": "z", "zombie": True, "exit_code": 42 << 8}
+
+    def stree(tree):
+        return {"maps": base, "fds": {}, "tree": tree}
+
+    def kw(**kv):
+        d = dict(kid)
+        d.update(kv)
+        return d
+
+    tr = {11: kid, 12: zombie}
+    checks += [
+        ("identical trees", compare_state(stree(tr), stree(dict(tr)), True) == []),
+        ("no tree in one snapshot: not compared", compare_state(stree(tr), {"maps": base, "fds": {}}, True) == []),
+        ("missing tree process detected", compare_state(stree(tr), stree({11: kid}), True) != []),
+        ("extra tree process detected", compare_state(stree(tr), stree({11: kid, 12: zombie, 13: kid}), True) != []),
+        ("tree ppid change detected", compare_state(stree(tr), stree({11: kw(ppid=1), 12: zombie}), True) != []),
+        ("tree pgrp change detected", compare_state(stree(tr), stree({11: kw(pgrp=11), 12: zombie}), True) != []),
+        ("tree session change detected",
+         compare_state(stree(tr), stree({11: kw(session=11), 12: zombie}), True) != []),
+        ("zombie that came back alive detected",
+         compare_state(stree(tr), stree({11: kid, 12: kw(comm="z")}), True) != []),
+        ("zombie exit status change detected",
+         compare_state(stree(tr), stree({11: kid, 12: dict(zombie, exit_code=0)}), True) != []),
+        ("tree maps change detected",
+         compare_state(stree(tr), stree({11: kw(maps=changed(3, "rw-p", "r--p")), 12: zombie}), True) != []),
+        ("tree maps split differently is equal after restore",
+         compare_state(stree(tr), stree({11: kw(maps=split), 12: zombie}), True) == []),
+        ("tree maps split differently is a difference after a leave-running dump",
+         compare_state(stree(tr), stree({11: kw(maps=split), 12: zombie}), False) != []),
+        ("tree pipe inode may change in a restore",
+         compare_state(stree(tr), stree({11: kw(fds={3: ("pipe:[78]", "01")}), 12: zombie}), True) == []),
+        ("tree fd flags change detected",
+         compare_state(stree(tr), stree({11: kw(fds={3: ("pipe:[77]", "04001")}), 12: zombie}), True) != []),
+        ("tree signal state change detected",
+         compare_state(stree(tr), stree({11: kw(SigCgt="0"), 12: zombie}), True) != []),
+        ("tree not compared when skipped",
+         compare_state(stree(tr), stree({11: kid}), True, skip=("tree",)) == []),
     ]
     bad = [name for name, ok in checks if not ok]
     for name, ok in checks:

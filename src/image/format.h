@@ -265,6 +265,7 @@ struct Thread {
     std::vector<std::string> pending;  // thread-directed siginfo_t
     std::vector<BacktraceFrame> backtrace;
     uint32_t no_new_privs = 0;  // per thread for the kernel (NoNewPrivs in task status)
+    int32_t pdeath_signal = 0;  // PR_SET_PDEATHSIG, per thread
 
     template <typename V> void visit(V& v) {
         v("pid", pid);
@@ -293,6 +294,7 @@ struct Thread {
         v("pending", pending);
         v("backtrace", backtrace);
         v("no_new_privs", no_new_privs);
+        v("pdeath_signal", pdeath_signal);
     }
 };
 

@@ -4,8 +4,11 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/user.h>
+#include <sys/wait.h>
 
 #include <cstring>
+#include <map>
+#include <fmt/ranges.h>
 #include <ctime>
 #include <string_view>
 
@@ -220,8 +223,40 @@ void print_files(const Image& img, const Process& p, std::FILE* out) {
         if (f.pid != p.pid) continue;
         std::string flags = field<Fd>("open_flags", f.open_flags);
         if (f.fd_flags) flags += "|" + field<Fd>("fd_flags", f.fd_flags);
+        std::string notes;
+        if (f.dup_of >= 0) notes += fmt::format(" (dup of {})", f.dup_of);
+        if (f.kind == FdKind::Pipe)
+            notes += fmt::format(" (size {}{})", fields::size_text(f.pipe_size),
+                                 f.size ? fmt::format(", {} bytes buffered", f.size) : "");
+        std::vector<std::string> others;  // the same open file description elsewhere in the tree
+        for (const auto& o : img.fds)
+            if (o.pid != p.pid && o.file_id == f.file_id) others.push_back(fmt::format("{} fd {}", o.pid, o.fd));
+        if (!others.empty()) notes += fmt::format(" (shared with {})", fmt::join(others, ", "));
         fmt::print(out, "    {:>4} {:<9} {:<24} {:>10}  {}{}\n", f.fd, fields::name_of(f.kind), flags,
-                   f.pos, f.path, f.dup_of >= 0 ? fmt::format(" (dup of {})", f.dup_of) : "");
+                   f.kind == FdKind::Pipe ? std::string("-") : std::to_string(f.pos), f.path, notes);
+    }
+}
+
+// Like pstree: every process under its parent, with its threads and stored memory.
+void print_tree(const Image& img, std::FILE* out) {
+    fmt::print(out, "process tree ({} processes):\n", img.processes.size());
+    std::map<int32_t, int> depth;
+    for (const auto& p : img.processes) {
+        int d = depth.count(p.ppid) ? depth[p.ppid] + 1 : 0;
+        depth[p.pid] = d;
+        std::string what;
+        if (p.zombie) {
+            what = WIFSIGNALED(p.exit_status) ? fmt::format("zombie, killed by {}", fields::signal_name(WTERMSIG(p.exit_status)))
+                                              : fmt::format("zombie, exit status {}", WEXITSTATUS(p.exit_status));
+        } else {
+            uint64_t stored = 0;
+            for (const auto& v : img.vmas)
+                if (v.pid == p.pid) stored += v.stored_pages * kPageSize;
+            what = fmt::format("{} thread{}, {} stored", p.nr_threads, p.nr_threads == 1 ? "" : "s",
+                               fields::size_text(stored));
+        }
+        fmt::print(out, "  {}{} {}  ({}; pgid {} sid {})\n", std::string(static_cast<size_t>(2 * d), ' '), p.pid,
+                   p.comm, what, p.pgid, p.sid);
     }
 }
 
@@ -264,7 +299,9 @@ void print_text(const Image& img, const InfoOptions& opts, std::FILE* out) {
     fmt::print(out, "image: format {}, by ckpt {}, kernel {}, created {}, data {}\n", kFormatVersion,
                h.ckpt_version, h.kernel_release, time_text(h.created_unix_ns),
                fields::size_text(img.end.data_size));
+    if (img.processes.size() > 1) print_tree(img, out);
     for (const auto& p : img.processes) {
+        if (p.zombie) continue;  // in the tree above
         std::string cmd;
         for (const auto& a : p.argv) cmd += (cmd.empty() ? "" : " ") + a;
         fmt::print(out, "process {} ({}): {}\n", p.pid, p.comm, cmd);

@@ -207,6 +207,12 @@ Image read_image(const std::string& dir) {
         if (fd.kind == FdKind::Unlinked && fd.dup_of < 0)
             check_content(fd.size, fd.data_offset, fd.extents, img.end.data_size, dir,
                           fmt::format("fd {}", fd.fd));
+    for (const auto& fd : img.fds)
+        if (fd.kind == FdKind::Pipe && fd.size > 0 &&
+            (fd.data_offset < kDataHeaderSize || fd.data_offset > img.end.data_size ||
+             fd.size > img.end.data_size - fd.data_offset || fd.size > fd.pipe_size))
+            fail("{} is corrupt: the bytes of the pipe behind fd {} (pid {}) point outside data.img", dir, fd.fd,
+                 fd.pid);
     for (const auto& v : img.vmas)
         if (v.unlinked)
             check_content(v.file.size, v.data_offset, v.extents, img.end.data_size, dir,
@@ -248,6 +254,11 @@ void verify_data(const std::string& dir, const Image& img) {
                                   fd.pid);
                 break;
             }
+        }
+        for (const auto& fd : img.fds) {
+            if (bad.empty() && fd.kind == FdKind::Pipe && fd.size > 0 &&
+                XXH3_64bits(base + fd.data_offset, fd.size) != fd.checksum)
+                bad = fmt::format("bytes buffered in the pipe behind fd {} (pid {})", fd.fd, fd.pid);
         }
         for (const auto& v : img.vmas) {
             if (bad.empty() && v.unlinked &&

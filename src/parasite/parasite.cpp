@@ -57,7 +57,9 @@ long thread_state(ThreadState& st) {
     r = sys(__NR_prctl, kPrGetTidAddress, &tid_addr, 0, 0, 0);
     if (r < 0) return r;
     st.clear_child_tid = tid_addr;
-    return 0;
+    constexpr long kPrGetPdeathsig = 2;
+    st.pdeath_signal = 0;
+    return sys(__NR_prctl, kPrGetPdeathsig, &st.pdeath_signal, 0, 0, 0);
 }
 
 bool page_is_zero(const uint64_t* p) {

@@ -62,7 +62,7 @@ struct ProcessState {
 struct ThreadState {
     uint64_t altstack_sp;
     int32_t altstack_flags;
-    uint32_t pad;
+    int32_t pdeath_signal;  // PR_GET_PDEATHSIG: per thread, not shown in /proc
     uint64_t altstack_size;
     uint64_t clear_child_tid;
 };

@@ -484,6 +484,11 @@ int restore(const RestoreOptions& opts) {
     }
     for (const auto& [p, ts] : tids)
         if (ts.empty() || ts.front() != p) fail("image of pid {} has no main thread", p);
+    // The root's parent after restore is ckpt: with --detach it would be gone at once.
+    for (const auto& t : img.threads)
+        if (opts.detach && t.pid == pid && t.pdeath_signal)
+            fail("thread {} of pid {} asked for signal {} when its parent dies (PR_SET_PDEATHSIG); its parent "
+                 "after restore is ckpt: restore it without --detach", t.tid, pid, t.pdeath_signal);
     TreeSetup setup{&img, opts, -1, -1, nullptr, {}};
     for (size_t i = 1; i < img.processes.size(); ++i) {
         const auto& p = img.processes[i];

@@ -345,6 +345,7 @@ Region build_region(const RegionInputs& in) {
             o.stack_top = stack_at[i] + (i == 0 ? kMainStack : kThreadStack);
             std::strncpy(o.name, t.name.c_str(), sizeof o.name - 1);
             o.no_new_privs = t.no_new_privs;
+            o.pdeath_signal = t.pdeath_signal;
         }
         a->threads = threads_at;
         a->nr_threads = static_cast<uint32_t>(threads.size());

@@ -25,6 +25,7 @@ constexpr long kMadvDontfork = 10, kMadvWipeonfork = 18;
 constexpr long kMadvRandom = 1, kMadvSequential = 2, kMadvMergeable = 12;
 constexpr long kMlockOnfault = 1;
 constexpr long kPrSetNoNewPrivs = 38;
+constexpr long kPrSetPdeathsig = 1;
 constexpr long kPrSetMm = 35, kPrSetMmMap = 14, kPrSetName = 15;
 constexpr long kArchSetFs = 0x1002, kArchSetGs = 0x1001;
 constexpr long kRseqFlagUnregister = 1;
@@ -206,6 +207,9 @@ void queue_pending(RestorerArgs* a, ThreadArg& t) {
     // After the credentials: it would be harmless before them, but it is one-way.
     if (t.no_new_privs)
         check(a, sys(__NR_prctl, kPrSetNoNewPrivs, 1, 0, 0, 0), kStepNoNewPrivs, static_cast<uint64_t>(t.tid));
+    // After the credentials, whose change clears it.
+    if (t.pdeath_signal)
+        check(a, sys(__NR_prctl, kPrSetPdeathsig, t.pdeath_signal, 0, 0, 0), kStepThreadState, 5);
     // rseq last: from here on the kernel may write into the restored rseq area.
     if (t.rseq_addr)
         check(a, sys(__NR_rseq, t.rseq_addr, t.rseq_len, 0, t.rseq_sig), kStepRseq, t.rseq_addr);

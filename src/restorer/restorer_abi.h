@@ -10,7 +10,7 @@
 
 namespace ckpt::restorer {
 
-inline constexpr uint32_t kAbiVersion = 1;
+inline constexpr uint32_t kAbiVersion = 2;
 
 struct VmaArg {
     uint64_t start, end;
@@ -70,7 +70,7 @@ struct ThreadArg {
     uint64_t stack_top;  // this thread's stack inside the region
     char name[16];
     uint32_t no_new_privs;
-    uint32_t pad;
+    int32_t pdeath_signal;
 };
 
 struct MmMap {  // struct prctl_mm_map

@@ -216,6 +216,7 @@ void collect_inside(DumpedProcess& d, image::ImageWriter& out, MemoryStats& msta
         t.altstack_size = ts.altstack_size;
         t.altstack_flags = ts.altstack_flags;
         t.clear_child_tid = ts.clear_child_tid;
+        t.pdeath_signal = ts.pdeath_signal;
         interrupt::check();
     }
 

@@ -11,7 +11,10 @@
  * PID, a process that is not its child), droppable (MAP_DROPPABLE), sealed (mseal),
  * none (nothing: for a deleted executable), cwd-deleted (cwd removed), chroot (into a
  * subdirectory of the work directory), capbset (CAP_SYS_BOOT dropped from the bounding set), uffd-range (a range registered with userfaultfd for missing pages),
- * personality (ADDR_NO_RANDOMIZE set after start: saved and restored, not refused).
+ * personality (ADDR_NO_RANDOMIZE set after start: saved and restored, not refused),
+ * vfork (the process waits in vfork() while its child sleeps before exec: the child, which
+ * shares its memory, writes READY, and execs /bin/true once SIGTERM is pending for the
+ * parent), traced-child (a child traced with PTRACE_SEIZE by its sibling, another child).
  * Exit 2 with "SKIP: reason" if the machine cannot create the state.
  */
 #define _GNU_SOURCE
@@ -54,6 +57,8 @@ static pid_t child = -1;
 static timer_t timer;
 static int lock_fd = -1;
 static pid_t tracee = -1;
+static pid_t tracer_kid = -1; /* traced-child: the child that traces `child` */
+static volatile int ready_written; /* vfork: READY came from the child (shared memory) */
 static char *region;
 static size_t region_len;
 static char ns_path[64], ns_before[64];
@@ -98,6 +103,41 @@ static void check_lock_held(void)
 		zt_fail("the %s lock is no longer held (checker status %d)", kind, WEXITSTATUS(st));
 }
 
+/* vfork child: 1 once SIGTERM is pending for the (blocked) parent, or the parent is gone. */
+static int parent_told(pid_t parent)
+{
+	char path[64], buf[4096], *p;
+	long n;
+
+	if (getppid() != parent)
+		return 1;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)parent);
+	n = zt_read_file(path, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return 1;
+	buf[n] = 0;
+	p = strstr(buf, "\nShdPnd:");
+	return p && (strtoull(p + 9, NULL, 16) & (1ULL << (SIGTERM - 1)));
+}
+
+/* traced-child: the tracer child seizes `child` and keeps it until SIGTERM, then detaches. */
+static void tracer_main(int sync_w)
+{
+	int st;
+
+	if (ptrace(PTRACE_SEIZE, child, NULL, NULL) != 0) {
+		(void)!write(sync_w, "E", 1);
+		_exit(1);
+	}
+	(void)!write(sync_w, "s", 1);
+	close(sync_w);
+	zt_wait_stop();
+	if (ptrace(PTRACE_INTERRUPT, child, NULL, NULL) != 0 || waitpid(child, &st, __WALL) != child ||
+	    ptrace(PTRACE_DETACH, child, NULL, NULL) != 0)
+		_exit(3);
+	_exit(0);
+}
+
 static void setup(const char *arg)
 {
 	if (!strcmp(kind, "child")) {
@@ -118,6 +158,56 @@ static void setup(const char *arg)
 		/* wait until it is a zombie, without reaping it */
 		if (waitid(P_PID, (id_t)child, &si, WEXITED | WNOWAIT) != 0)
 			zt_fail("waitid: %s", strerror(errno));
+	} else if (!strcmp(kind, "vfork")) {
+		pid_t parent = getpid();
+		child = vfork();
+		if (child < 0)
+			zt_fail("vfork: %s", strerror(errno));
+		if (child == 0) {
+			/* only async-signal-safe calls and one shared flag: we run on the parent's memory */
+			ready_written = 1;
+			zt_ready();
+			while (!parent_told(parent)) {
+				struct timespec ts = { 0, 10 * 1000 * 1000 };
+				nanosleep(&ts, NULL);
+			}
+			execl("/bin/true", "true", (char *)NULL);
+			_exit(127);
+		}
+	} else if (!strcmp(kind, "traced-child")) {
+		int sync[2];
+		char c = 0;
+		if (pipe2(sync, O_CLOEXEC) != 0)
+			zt_fail("pipe2: %s", strerror(errno));
+		child = fork();
+		if (child < 0)
+			zt_fail("fork: %s", strerror(errno));
+		if (child == 0) {
+			close(sync[0]);
+			prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0); /* for Yama scope 1; EINVAL without Yama */
+			(void)!write(sync[1], "t", 1);
+			close(sync[1]);
+			for (;;)
+				pause();
+		}
+		if (read(sync[0], &c, 1) != 1 || c != 't')
+			zt_fail("the tracee did not start");
+		tracer_kid = fork();
+		if (tracer_kid < 0)
+			zt_fail("fork: %s", strerror(errno));
+		if (tracer_kid == 0) {
+			close(sync[0]);
+			tracer_main(sync[1]);
+		}
+		close(sync[1]);
+		if (read(sync[0], &c, 1) != 1 || c != 's') {
+			kill(child, SIGKILL);
+			kill(tracer_kid, SIGKILL);
+			waitpid(child, NULL, 0);
+			waitpid(tracer_kid, NULL, 0);
+			skip("a child cannot PTRACE_SEIZE its sibling here");
+		}
+		close(sync[0]);
 	} else if (!strcmp(kind, "timer")) {
 		struct sigevent sev = { .sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR1 };
 		struct itimerspec its = { { 1000, 0 }, { 1000, 0 } };
@@ -242,6 +332,29 @@ static void check(void)
 		int st;
 		if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 7)
 			zt_fail("the zombie %d did not report exit code 7", (int)child);
+	} else if (!strcmp(kind, "vfork")) {
+		int st;
+		/* vfork() returned: the child exec'd /bin/true (127: the exec failed) */
+		if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			zt_fail("the vfork child %d did not exec /bin/true and exit 0 (wait status %#x)", (int)child, st);
+	} else if (!strcmp(kind, "traced-child")) {
+		char path[64], buf[4096], *p;
+		int st;
+		long n;
+		snprintf(path, sizeof(path), "/proc/%d/status", (int)child);
+		n = zt_read_file(path, buf, sizeof(buf) - 1);
+		if (n < 0)
+			zt_fail("the tracee %d is gone", (int)child);
+		buf[n] = 0;
+		p = strstr(buf, "\nTracerPid:");
+		if (!p || atoi(p + 11) != tracer_kid)
+			zt_fail("the tracee %d is no longer traced by its sibling %d", (int)child, (int)tracer_kid);
+		kill(tracer_kid, SIGTERM);
+		if (waitpid(tracer_kid, &st, 0) != tracer_kid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			zt_fail("the tracer %d did not detach and exit 0 (wait status %#x)", (int)tracer_kid, st);
+		kill(child, SIGKILL);
+		if (waitpid(child, &st, 0) != child || !WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL)
+			zt_fail("the tracee %d did not die of SIGKILL", (int)child);
 	} else if (!strcmp(kind, "timer")) {
 		struct itimerspec its;
 		if (timer_gettime(timer, &its) != 0)
@@ -323,7 +436,8 @@ int main(int argc, char **argv)
 		zt_fail("usage: zt_hold KIND [ARG]");
 	kind = argv[1];
 	setup(argc > 2 ? argv[2] : NULL);
-	zt_ready();
+	if (!ready_written)
+		zt_ready();
 	zt_wait_stop();
 	check();
 	zt_pass();
