@@ -2,7 +2,10 @@
 """interrupt.py - ckpt interrupted or killed at any moment of a dump leaves the target unharmed.
 
 For a single-threaded target (zt_bigbuf) and a multi-threaded one with running
-threads (zt_threads_bigbuf), in both modes (default: the target is killed once
+threads (zt_threads_bigbuf) (ctest faults/interrupt), or for process trees
+(`--target tree_pipe --target tree_fork`, ctest faults/interrupt-tree: a parent and a
+child with unread bytes in two pipes; two counting children with private memory), in
+both modes (default: the target is killed once
 the image is complete; --leave-running), and for each of SIGINT, SIGTERM, SIGHUP
 and SIGKILL sent to ckpt after a range of delays that spans the whole dump
 (seize, infection, page transfer, image write, commit; the range is derived
@@ -10,7 +13,11 @@ from a measured control dump):
   - if ckpt still succeeded (the signal came after the commit), the image must
     be complete (`ckpt info --verify` where available, else `ckpt info`);
   - otherwise the target must be alive, neither traced nor stopped, with its
-    visible state unchanged (maps, fds, masks, ids);
+    visible state unchanged (maps, fds, masks, ids), and so must every process of its
+    tree, and the tree itself (ztlib.visible_state(pid, tree=True): the same pids,
+    parents, groups, sessions); a SIGKILLed ckpt may have left the parasite's region
+    in any one process of the tree (they are infected one after the other);
+  - if a default-mode dump completed, the whole tree must be gone (killed) within 10 s;
     * SIGINT/SIGTERM/SIGHUP: exactly the line
       `ckpt: error: interrupted; process N left running`, exit code 1, and no
       partial file left in the image directory;
@@ -33,6 +40,7 @@ import ztlib  # noqa: E402
 from ztlib import TestFailure, log  # noqa: E402
 
 TARGETS = (("bigbuf", ["192"]), ("threads_bigbuf", ["192"]))
+TREE_TARGETS = (("tree_pipe", []), ("tree_fork", []))
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGKILL)
 N_DELAYS = 7
 CMD_TIMEOUT = 60
@@ -61,7 +69,22 @@ class Run:
     def start_target(self, name, argv):
         self.prog = ztlib.Program(name, self.args.bindir, self.newdir("work-" + name), argv)
         self.prog.wait_ready(self.deadline.timeout(60))
-        self.before = ztlib.visible_state(self.prog.pid)
+        self.before = ztlib.visible_state(self.prog.pid, tree=True)
+        if name in dict(TREE_TARGETS) and not self.before["tree"]:
+            raise TestFailure("zt_%s has no descendant at READY: there is no tree to test" % name)
+
+    def kill_target(self):
+        """SIGKILL the target with its whole tree (its own process group) and reap them."""
+        prog, self.prog = self.prog, None
+        if prog is None:
+            return
+        pids = {prog.pid} | set(self.before.get("tree") or {})
+        try:
+            os.killpg(prog.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        prog.proc.wait()
+        ztlib.wait_gone(pids, 5)
 
     def finish_target(self):
         prog, self.prog = self.prog, None
@@ -121,15 +144,17 @@ class Run:
         bad = ztlib.traced_or_stopped(prog.pid)
         if bad:
             raise TestFailure("%s: the target %s" % (what, bad))
-        after = ztlib.visible_state(prog.pid)
+        after = ztlib.visible_state(prog.pid, tree=True)
+        leaked = []
         if allow_region:
-            # A kill inside the two documented windows leaves the parasite's region mapped.
-            ztlib.drop_parasite_region(self.before, after)
-        problems = ztlib.compare_state(self.before, after, False)
+            # A kill inside the two documented windows leaves the parasite's region mapped
+            # (in the program or, for a tree, in the one process ckpt was infecting).
+            leaked = ztlib.drop_parasite_regions(self.before, after)
+        problems = ztlib.compare_state(self.before, after, False) + ztlib.tree_traced_or_stopped(after["tree"])
         if problems:
             raise TestFailure("%s: the target changed:\n  %s" % (what, ztlib.state_problems_text(problems)))
-        if allow_region and any(l not in self.before["maps"] for l in ztlib.visible_state(prog.pid)["maps"]):
-            self.before = ztlib.visible_state(prog.pid)  # the leaked region is now part of it
+        if leaked:
+            self.before = ztlib.visible_state(prog.pid, tree=True)  # the leaked region is now part of it
 
     def one(self, name, argv, leave_running, sig, delay):
         what = "%s %s %s after %.0f ms" % (name, "leave-running" if leave_running else "default",
@@ -154,6 +179,11 @@ class Run:
                 ztlib.wait_pid_exit(self.prog.pid, self.deadline.timeout(20))
                 self.prog.proc.wait()
                 self.prog = None
+                # The rest of the tree was killed too; its orphans are ours (subreaper).
+                left = ztlib.wait_gone(set(self.before["tree"]), self.deadline.timeout(10))
+                if left:
+                    raise TestFailure("%s: processes of the tree still exist 10 s after a completed dump without "
+                                      "--leave-running: %s" % (what, left))
             else:
                 self.check_unharmed(what)
             return "completed"
@@ -184,6 +214,9 @@ class Run:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     ztlib.common_args(ap)
+    known = dict(TARGETS + TREE_TARGETS)
+    ap.add_argument("--target", action="append", default=[], choices=sorted(known),
+                    help="run on this zt_ program (repeatable; default: %s)" % " ".join(n for n, _ in TARGETS))
     args = ap.parse_args()
     args.ckpt = os.path.abspath(args.ckpt)
     args.bindir = os.path.abspath(args.bindir)
@@ -195,7 +228,7 @@ def main():
     failures = []
     outcomes = {}
     try:
-        for name, argv in TARGETS:
+        for name, argv in ([(n, known[n]) for n in args.target] or TARGETS):
             took = r.measure(name, argv)
             delays = [0.0005, 0.003] + [took * 1.2 * i / (N_DELAYS - 1) for i in range(1, N_DELAYS)]
             log("  %s: control dump %.0f ms; delays %s ms" % (name, took * 1000, [round(d * 1000, 1) for d in delays]))
@@ -208,9 +241,7 @@ def main():
                         except TestFailure as e:
                             failures.append(str(e))
                             log("  FAIL %s" % str(e).replace("\n", "\n       "))
-                            if r.prog is not None and r.prog.proc.poll() is None:
-                                r.prog.proc.kill()
-                            r.prog = None
+                            r.kill_target()
             if r.prog is not None:
                 r.finish_target()
     except TestFailure as e:

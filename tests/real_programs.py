@@ -4,12 +4,30 @@
 The fault tests (faults.py, interrupt.py) use the zt_* programs, written for them. This
 script checks the same claim on programs a user would run: interpreters and runtimes found
 on this machine. Each program appends a counter to WORKDIR/counter.txt about every 10 ms.
+A dump takes the program with all its descendants (its tree).
 
-  bash         a user's loop: `echo $i >> counter.txt; sleep 0.01`. sleep is a child
-               process, so a dump is refused as "has children" unless it freezes bash
-               between two sleeps; either way the checks below apply (a refusal is a pass)
-  bash-nofork  the same loop waiting with builtins only (no child, so it is not refused)
+  bash         a user's loop: `echo $i >> counter.txt; sleep 0.01`. Each sleep is a child
+               that lives 10 ms: a dump freezes bash with the sleep it has at that moment
+               (or none), and a restore brings both back. These children come and go by
+               themselves, so bash's tree is not compared (STABLE_TREE_DEPTH), bash is
+  bash-nofork  the same loop waiting with builtins only (no child at all)
+  bash-pipeline  `while :; do echo $i; i=$((i+1)); sleep 0.01; done |
+               (while read x; do echo $x >> counter.txt; done)`: bash and two subshells,
+               one writing the counter into a pipe, one appending what it reads; the pipe
+               (with the lines buffered in it) is inside the tree. The two subshells are
+               compared; the sleeps under the first one are not (they come and go)
   python3      a worker thread appends, the main thread waits in join()
+  python-subprocess  python3 starts a child python3 with subprocess.Popen(stdout=PIPE)
+               and appends each line of the child's counter as it reads it (the child
+               writes a line and sleeps 10 ms)
+  python-multiprocessing  multiprocessing.Pool(2) (the default start method: fork)
+               squares each counter value in a worker (pool.apply), the parent checks the
+               result and appends the value: two workers, pipes between them and the parent
+               (Pool's queues), and Pool's locks, POSIX semaphores that live in unlinked
+               /dev/shm files mapped by every process. ckpt refuses the last today (a
+               deleted file shared between processes, docs/audit.md), so this checks that the
+               refusal is clean and leaves the whole tree unharmed; once ckpt accepts it, the
+               full run below applies
   perl         select(undef, undef, undef, 0.01) between appends
   node         setInterval(..., 10) with fs.appendFileSync
   java         a class compiled at test time with javac; Thread.sleep(10) between appends
@@ -18,26 +36,35 @@ For one program (one ctest test each, real/NAME):
   1. start it (own session, stdin /dev/null, output to WORKDIR/out.log, no inherited fds)
      and wait until it counts; measure whether its maps/fds change by themselves (a runtime
      with a garbage collector maps and unmaps memory on its own: those parts of the state
-     are then not compared, and the output says so);
-  2. `ckpt dump --leave-running`: if refused, print "refused: MESSAGE", check the program
-     is unharmed (below) and stop: refusing is failing closed, a pass;
+     are then not compared, and the output says so; the same for each part of the state of
+     the processes of its tree, "tree:KEY"). The visible state includes the tree
+     (ztlib.visible_state(pid, tree=True)): the set of descendants, their parents, groups,
+     sessions, maps, fds and signal state, down to STABLE_TREE_DEPTH for a program whose
+     deeper children come and go by themselves; a program of TREE_MIN must have at least
+     that many descendants compared, and the set of them must not change by itself;
+  2. `ckpt dump --leave-running`: if refused (one line naming a process of the tree, as
+     docs/audit.md says), print "refused: MESSAGE", check the program is unharmed (below)
+     and stop: refusing is failing closed, a pass;
   3. otherwise, for every step of `ckpt dump --list-fault-steps` in kill mode (STEP:kill)
      and error mode (STEP; not for kill-only steps), and for SIGINT, SIGTERM, SIGHUP and
      SIGKILL sent to ckpt after delays spread over a measured dump: the program must be
      unharmed (an interrupted ckpt must say `interrupted; process P left running`);
-  4. a normal `ckpt dump` (which kills the original) and `ckpt restore -D IMG --detach`:
-     the restored program must have the same visible state (normalized as in zdtm.py)
-     and keep counting.
+  4. a normal `ckpt dump` (which kills the original tree: every process of it must be gone
+     before the restore, which takes their pids again) and `ckpt restore -D IMG --detach`:
+     the restored program and its tree must have the same visible state (normalized as in
+     zdtm.py), no process of it traced or stopped, and keep counting.
 At the end counter.txt must read 0, 1, 2, ... with nothing lost, repeated or torn.
-"Unharmed": alive, neither traced nor stopped (any thread), visible state equal to before
-(ztlib.visible_state; a SIGKILLed ckpt may leave the parasite's region mapped in the
-documented windows), and the counter keeps increasing over at least 0.5 s after.
+"Unharmed": alive, neither traced nor stopped (any thread, any process of the tree), visible
+state with the tree equal to before (ztlib.visible_state; a SIGKILLed ckpt may leave the
+parasite's region mapped in the documented windows, in the program or in the one process
+of its tree it was infecting), and the counter keeps increasing over at least 0.5 s after.
 A run where ckpt dies of a signal it was not sent, hangs, or prints more than one error
 line is a failure too. No speed is asserted: timeouts only bound waits.
 """
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -58,9 +85,17 @@ CMD_TIMEOUT = 60
 # More are found by watching the program before the test (Real.start).
 VOLATILE = {
     "bash": {"SigBlk", "SigCgt", "threads"},
+    "bash-pipeline": {"tree:SigBlk", "tree:SigCgt"},  # the counting subshell forks sleeps
     "node": {"maps", "vmflags"},
     "java": {"maps", "vmflags"},
 }
+# Programs whose children come and go by themselves (a `sleep` per step of a loop): only
+# the processes of the tree down to this depth are compared (1: the program's children; 0:
+# no tree). The whole tree of every other program is compared.
+STABLE_TREE_DEPTH = {"bash": 0, "bash-pipeline": 1}
+# Tree programs: at least this many descendants must be compared (else the test would not
+# be testing a tree).
+TREE_MIN = {"bash-pipeline": 2, "python-subprocess": 1, "python-multiprocessing": 2}
 START_TIMEOUT = 60
 PROGRESS_WINDOW = 0.5
 SIGNAL_RUNS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGKILL)
@@ -71,6 +106,43 @@ BASH_SLEEP = 'i=0; while :; do echo $i >> counter.txt; i=$((i+1)); sleep 0.01; d
 BASH_NOFORK = ('i=0; while :; do echo $i >> counter.txt; i=$((i+1)); '
                'next=$(( ${EPOCHREALTIME/./} + 10000 )); '
                'while (( ${EPOCHREALTIME/./} < next )); do :; done; done')
+BASH_PIPELINE = ('i=0; while :; do echo $i; i=$((i+1)); sleep 0.01; done | '
+                 '(while read x; do echo $x >> counter.txt; done)')
+PY_SUBPROCESS = r'''
+import subprocess, sys
+CHILD = """
+import sys, time
+i = 0
+while True:
+    sys.stdout.write("%d\\n" % i)
+    sys.stdout.flush()
+    i += 1
+    time.sleep(0.01)
+"""
+child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE)
+for line in child.stdout:
+    with open("counter.txt", "ab") as f:
+        f.write(line)
+sys.exit("the child's output ended: %s" % child.wait())
+'''
+PY_MULTIPROCESSING = r'''
+import multiprocessing, sys, time
+
+def square(x):
+    return x * x
+
+if __name__ == "__main__":
+    with multiprocessing.Pool(2) as pool:
+        i = 0
+        while True:
+            r = pool.apply(square, (i,))
+            if r != i * i:
+                sys.exit("the pool computed %r for %d" % (r, i))
+            with open("counter.txt", "a") as f:
+                f.write("%d\n" % i)
+            i += 1
+            time.sleep(0.01)
+'''
 PYTHON = r'''
 import threading, time
 def work():
@@ -137,7 +209,10 @@ def programs():
     return {
         "bash": ("bash", lambda work: [shutil.which("bash"), "-c", BASH_SLEEP]),
         "bash-nofork": ("bash", lambda work: [shutil.which("bash"), "-c", BASH_NOFORK]),
+        "bash-pipeline": ("bash", lambda work: [shutil.which("bash"), "-c", BASH_PIPELINE]),
         "python3": ("python3", script([sys.executable], PYTHON, "counter.py")),
+        "python-subprocess": ("python3", script([sys.executable], PY_SUBPROCESS, "counter.py")),
+        "python-multiprocessing": ("python3", script([sys.executable], PY_MULTIPROCESSING, "counter.py")),
         "perl": ("perl", script([shutil.which("perl") or "perl"], PERL, "counter.pl")),
         "node": ("node", script([shutil.which("node") or "node"], NODE, "counter.js")),
         "java": ("javac", java_prep),
@@ -209,6 +284,8 @@ class Real:
         self.before = None
         self.drifting = set(VOLATILE.get(name, ()))
         self.counts = {}
+        self.tree_depth = STABLE_TREE_DEPTH.get(name)  # None: the whole tree
+        self.threaded = False
 
     def newdir(self, tag):
         self.n += 1
@@ -224,10 +301,57 @@ class Real:
                                                                 ztlib.indent(self.prog.output())))
 
     def snapshot(self):
-        st = ztlib.visible_state(self.prog.pid)
+        for attempt in range(100):
+            try:
+                st = ztlib.visible_state(self.prog.pid, tree=self.tree_depth != 0)
+                break
+            except TestFailure:
+                # A passing child (bash's sleep) exited while the tree was read: read again.
+                if attempt == 99 or not ztlib.pid_running(self.prog.pid):
+                    raise
+                time.sleep(0.01)
+        if "tree" in st:
+            st["tree"] = self.stable_tree(st["tree"])
         for k in self.drifting:
-            st[k] = None
+            if k.startswith("tree:"):
+                for e in st["tree"].values():
+                    if k[5:] in e:
+                        e[k[5:]] = None
+            else:
+                st[k] = None
         return st
+
+    def stable_tree(self, tree):
+        """The processes of a tree_state snapshot down to self.tree_depth."""
+        if self.tree_depth is None:
+            return tree
+        root = self.prog.pid
+
+        def depth(pid):
+            d = 0
+            while pid != root:
+                e = tree.get(pid)
+                if e is None or d > len(tree):
+                    return len(tree) + 1
+                pid, d = e["ppid"], d + 1
+            return d
+        return {p: e for p, e in tree.items() if depth(p) <= self.tree_depth}
+
+    def tree_pids(self):
+        """The pids of the program's tree as far as it is known: at the snapshot and now."""
+        pids = {self.prog.pid} | ztlib.descendants(self.prog.pid)
+        if self.before is not None:
+            pids |= set(self.before.get("tree") or {})
+        return pids
+
+    def is_refusal(self, err):
+        """A refusal names a process of the tree: `ckpt: error: process N ...` or `processes N
+        and M ...` (docs/audit.md). A pid that no longer exists was a passing child."""
+        m = re.match(r"ckpt: error: process(?:es)? (\d+)\b", err.strip())
+        if not m:
+            return False
+        pid = int(m.group(1))
+        return pid in self.tree_pids() or not ztlib.pid_exists(pid)
 
     def stable_snapshot(self):
         """A snapshot that is not one of the program's own passing moments (an fd open for
@@ -280,13 +404,19 @@ class Real:
             raise TestFailure("%s: the program %s" % (what, bad))
         after = self.snapshot()
         extra = []
-        if allow_region and "maps" not in self.drifting:
-            extra = ztlib.drop_parasite_region(self.before, after)
+        if allow_region:
+            b, a = self.before, after
+            if "maps" in self.drifting:  # not compared; the tree's maps may be (a["tree"] is shared)
+                b, a = dict(b, maps=[]), dict(a, maps=[])
+            extra = ztlib.drop_parasite_regions(b, a)
         problems = ztlib.compare_state(self.before, after, False)
+        if "tree" in after:
+            problems += ztlib.tree_traced_or_stopped(after["tree"])
         if problems:
             raise TestFailure("%s: the program changed:\n  %s" % (what, ztlib.state_problems_text(problems)))
         if extra:
-            log("    (%s: the parasite's region stayed mapped, as documented: %s)" % (what, extra[0]))
+            log("    (%s: the parasite's region stayed mapped, as documented: %s)"
+                % (what, "; ".join("%s: %s" % e for e in extra)))
             self.before = self.stable_snapshot()  # the leaked region is now part of it
 
     # ------------------------------------------------------------------ phases
@@ -309,7 +439,14 @@ class Real:
             a = self.stable_snapshot()
             time.sleep(0.25)
             b = self.stable_snapshot()
-            self.drifting |= {k for k in a if a[k] != b[k]}
+            self.drifting |= {k for k in a if k != "tree" and a[k] != b[k]}
+            if "tree" in a:
+                ta, tb = a["tree"], b["tree"]
+                if set(ta) != set(tb):
+                    raise TestFailure("the processes of the tree of %s change by themselves (%s, then %s): "
+                                      "nothing stable to compare (see STABLE_TREE_DEPTH)"
+                                      % (self.name, sorted(ta), sorted(tb)))
+                self.drifting |= {"tree:" + k for p in ta for k in ta[p] if ta[p][k] != tb[p].get(k)}
         if self.drifting >= {"maps", "fds"}:
             raise TestFailure("%s changes both its maps and its fds by itself: nothing meaningful to compare"
                               % self.name)
@@ -317,8 +454,25 @@ class Real:
             log("  note: %s changes %s by itself; not compared (the rest is)"
                 % (self.name, ", ".join(sorted(self.drifting))))
         self.before = self.stable_snapshot()
-        self.nthreads = len(ztlib.visible_state(self.prog.pid)["threads"])
-        log("  %s runs as pid %d (%d threads), counting" % (self.name, self.prog.pid, self.nthreads))
+        tree = self.before.get("tree")
+        if tree is not None and len(tree) < TREE_MIN.get(self.name, 0):
+            raise TestFailure("%s has %d descendants to compare, expected at least %d: %s"
+                              % (self.name, len(tree), TREE_MIN[self.name],
+                                 [ztlib.tree_entry_text(p, e) for p, e in sorted(tree.items())]))
+        # thread-command fires in the first multi-threaded process of the tree ckpt infects
+        nthreads = {}
+        for p in sorted(self.tree_pids()):
+            try:
+                nthreads[p] = len(os.listdir("/proc/%d/task" % p))
+            except OSError:
+                pass  # a passing child
+        self.threaded = any(n > 1 for n in nthreads.values())
+        log("  %s runs as pid %d (%d threads), counting" % (self.name, self.prog.pid, nthreads.get(self.prog.pid, 0)))
+        if tree:
+            log("  its tree (compared): %s" % "; ".join(
+                "%s, %d threads" % (ztlib.tree_entry_text(p, e), nthreads.get(p, 0)) for p, e in sorted(tree.items())))
+        elif tree is None:
+            log("  its children (if any) come and go by themselves: its tree is not compared")
 
     def dump_args(self, img, extra=()):
         return ["dump", "--pid", self.prog.pid, "-o", img, "--leave-running"] + list(extra)
@@ -332,9 +486,9 @@ class Real:
             ztlib.remove_tree(img)
             return None, res.elapsed
         ztlib.check_clean_error(res, "%s: the control dump" % self.name)
-        # A refusal names the process and what it holds (docs/audit.md); any other error is
-        # ckpt failing to dump a program it accepts: a defect, not a refusal.
-        if not res.err.startswith("ckpt: error: process %d " % self.prog.pid):
+        # A refusal names a process of the tree and what it holds (docs/audit.md); any other
+        # error is ckpt failing to dump a program it accepts: a defect, not a refusal.
+        if not self.is_refusal(res.err):
             raise TestFailure("the control dump failed, and not as a refusal: " + res.describe())
         self.check_unharmed("refused dump")
         if os.path.isdir(img) and os.listdir(img):
@@ -364,7 +518,10 @@ class Real:
         if out == "completed":
             raise TestFailure("%s: the dump succeeded although the step was to fail" % what)
         if kill and out != "killed":
-            # Refused before the step was reached (e.g. the program had a child at that moment).
+            # Refused before the step was reached: the audit found state it refuses at that
+            # moment (e.g. a child between vfork() and exec). Any other error is a defect.
+            if not self.is_refusal(res.err):
+                raise TestFailure("%s: ckpt neither reached the step nor refused the dump: %s" % (what, res.describe()))
             out = "refused before the step: " + res.err.strip()
         elif not kill:
             out = "error: " + res.err.strip()
@@ -389,7 +546,7 @@ class Real:
         out = self.outcome(res, what, sig)
         if out == "error":
             want = "ckpt: error: interrupted; process %d left running" % self.prog.pid
-            if res.err.strip() != want and "refused" not in res.err and "not supported" not in res.err:
+            if res.err.strip() != want and not self.is_refusal(res.err):
                 raise TestFailure("%s: expected %r, got %s" % (what, want, res.describe()))
         if out == "completed":
             info = self.ckpt.run(["info", img], "info", self.deadline.timeout(CMD_TIMEOUT))
@@ -405,7 +562,10 @@ class Real:
         res = self.ckpt.run(["dump", "--pid", pid, "-o", img], "dump", self.deadline.timeout(CMD_TIMEOUT))
         if res.timed_out or res.rc != 0:
             ztlib.check_clean_error(res, "%s: the final dump" % self.name)
-            # Refused now although the probe worked (a program with a child now and then):
+            # Refused now although the probe worked (state the audit refuses, held for a
+            # moment, e.g. a child between vfork() and exec):
+            if not self.is_refusal(res.err):
+                raise TestFailure("the final dump failed, and not as a refusal: " + res.describe())
             self.check_unharmed("final dump refused")
             return "final dump refused: " + res.err.strip()
         try:
@@ -415,7 +575,12 @@ class Real:
         if rc >= 0:
             raise TestFailure("the original exited by itself (%s); output:\n%s"
                               % (ztlib.describe_rc(rc), ztlib.indent(self.prog.output())))
-        ztlib.reap_nohang()
+        # The dump killed the whole tree; the orphans of the original are ours (subreaper),
+        # and nothing else is: all must be gone (reaped) before the restore takes their pids.
+        left = ztlib.wait_gone(ztlib.descendants(), self.deadline.timeout(10))
+        if left:
+            raise TestFailure("processes of the original tree still exist 10 s after a dump without "
+                              "--leave-running (it must kill the whole tree): %s" % left)
         res = self.ckpt.run(["restore", "-D", img, "--detach"], "restore", self.deadline.timeout(CMD_TIMEOUT))
         if res.timed_out or res.rc != 0:
             raise TestFailure("ckpt restore --detach failed: " + res.describe())
@@ -429,7 +594,10 @@ class Real:
         # the others open counter.txt): a difference must last to count.
         end = time.monotonic() + 5
         while True:
-            problems = ztlib.compare_state(self.before, self.snapshot(), True)
+            after = self.snapshot()
+            problems = ztlib.compare_state(self.before, after, True)
+            if "tree" in after:
+                problems += ztlib.tree_traced_or_stopped(after["tree"])
             if not problems:
                 break
             if time.monotonic() > end:
@@ -457,13 +625,14 @@ class Real:
         c1 = self.prog.counter()
         if c1 <= c0:
             raise TestFailure("the restored program does not count on (counter %d, then %d)" % (c0, c1))
-        os.kill(pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)  # with its tree (restored in its process group)
         ztlib.wait_pid_exit(pid, self.deadline.timeout(20))
-        return "restored, counts on (%d -> %d)" % (c0, c1)
+        n = len(after.get("tree") or {})
+        return "restored%s, counts on (%d -> %d)" % (" with its tree of %d" % n if n else "", c0, c1)
 
     def finish(self):
-        # The program leads its own process group (own session): kill it with whatever
-        # child it has at the moment (bash's sleep).
+        # The program leads its own process group (own session): kill it with its whole
+        # tree (whatever children it has at the moment), and reap the orphans.
         if self.prog is not None:
             try:
                 os.killpg(self.prog.pid, signal.SIGKILL)
@@ -471,8 +640,7 @@ class Real:
                 pass
             if isinstance(self.prog.proc, subprocess.Popen):
                 self.prog.proc.wait()
-            time.sleep(0.1)
-            ztlib.reap_nohang()
+            ztlib.wait_gone(ztlib.descendants(), 5)
 
 
 def main():
@@ -510,10 +678,10 @@ def main():
             log("  %s is unharmed by the refusal (alive, untraced, same state, still counting)" % args.program)
         else:
             log("  control dump --leave-running works (%.0f ms); %s unharmed" % (took * 1000, args.program))
-            threaded = r.nthreads > 1
+            threaded = r.threaded
             for step, kill_only in steps:
                 if step in THREAD_ONLY_STEPS and not threaded:
-                    log("  skip %-26s %s is single-threaded" % (step, args.program))
+                    log("  skip %-26s %s is single-threaded (every process of its tree)" % (step, args.program))
                     continue
                 for kill in ((True,) if kill_only else (True, False)):
                     spec = step + (":kill" if kill else "")

@@ -57,7 +57,7 @@ FD_KINDS = {
     "socket-inet": "socket",
     "socket-netlink": "socket",
     "pipe": None,
-    "fifo": "FIFO",
+    "fifo": None,
     "ptmx": "pseudo-terminal master",
     "nsfs": "namespace descriptor",
     "mqueue": "POSIX message queue",

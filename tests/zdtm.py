@@ -109,6 +109,7 @@ TESTS = {
     "tree_many": {},
     "tree_exec": {},
     "tree_sigchld": {},
+    "tree_fifo": {},
 }
 
 DEFAULTS = {"prog": None, "args": [], "pty": False, "input": None, "wait_file": None, "ready_timeout": 10,

@@ -180,6 +180,19 @@ def kill_descendants(reason=""):
     return sorted(set(killed))
 
 
+def wait_gone(pids, timeout):
+    """Wait until none of pids exists any more (zombies included), reaping every exited child
+    of the harness meanwhile (the orphans of a killed tree are ours: child subreaper).
+    Returns the sorted list of those still there after timeout (empty if all are gone)."""
+    end = time.monotonic() + timeout
+    while True:
+        reap_nohang()
+        left = sorted(p for p in pids if pid_exists(p))
+        if not left or time.monotonic() >= end:
+            return left
+        time.sleep(0.02)
+
+
 def wait_pid_exit(pid, timeout):
     """waitpid(pid) with a timeout, for a child that is not managed by a Popen object
     (e.g. a process reparented to us as subreaper). Returns the raw wait status or None."""
@@ -475,6 +488,28 @@ def drop_parasite_region(before, after):
     if "vmflags" in after:
         after["vmflags"] = [e for e in after["vmflags"] if e[0] not in starts]
     return extra
+
+
+def drop_parasite_regions(before, after):
+    """drop_parasite_region for a whole tree: the program itself and every live process of
+    st["tree"] (when both snapshots have one) may each keep one parasite region, since ckpt
+    infects the processes of a tree one after the other and may be killed in any one's
+    window. Returns [(what, line)] of the regions removed from `after`; raises TestFailure
+    if anything else changed in the maps."""
+    out = [("the program", l) for l in drop_parasite_region(before, after)]
+    tb, ta = before.get("tree"), after.get("tree")
+    if tb is None or ta is None:
+        return out
+    for pid in sorted(set(tb) & set(ta)):
+        b, a = tb[pid], ta[pid]
+        if b.get("zombie") or a.get("zombie") or b.get("maps") is None or a.get("maps") is None:
+            continue
+        try:
+            extra = drop_parasite_region(b, a)
+        except TestFailure as e:
+            raise TestFailure("tree process %d (%s): %s" % (pid, b.get("comm"), e))
+        out += [("tree process %d (%s)" % (pid, b.get("comm")), l) for l in extra]
+    return out
 
 
 def visible_state(pid, tree=False):
@@ -971,6 +1006,25 @@ def _selftest():
          compare_state(stree(tr), stree({11: kw(SigCgt="0"), 12: zombie}), True) != []),
         ("tree not compared when skipped",
          compare_state(stree(tr), stree({11: kid}), True, skip=("tree",)) == []),
+    ]
+    region = "7f6a22000000-7f6a220b2000 rwxs 00000000 00:01 4242                       /dev/zero (deleted)"
+
+    def dropped(tb, ta):
+        try:
+            return len(drop_parasite_regions(stree(tb), stree(ta)))
+        except TestFailure:
+            return -1
+
+    checks += [
+        ("parasite region in a tree process dropped",
+         dropped(tr, {11: kw(maps=base + [region]), 12: zombie}) == 1),
+        ("parasite region dropped in the program and a tree process",
+         len(drop_parasite_regions(stree(tr), {"maps": base + [region], "fds": {},
+                                               "tree": {11: kw(maps=base + [region]), 12: zombie}})) == 2),
+        ("other maps change in a tree process not taken for a parasite region",
+         dropped(tr, {11: kw(maps=changed(3, "rw-p", "r--p") + [region]), 12: zombie}) == -1),
+        ("two regions in one tree process not taken for a parasite region",
+         dropped(tr, {11: kw(maps=base + [region, region.replace("7f6a22", "7f6a23")]), 12: zombie}) == -1),
     ]
     bad = [name for name, ok in checks if not ok]
     for name, ok in checks:

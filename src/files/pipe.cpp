@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -20,12 +21,18 @@ namespace {
 using image::Fd;
 using image::FdKind;
 
-std::string pipe_name(uint64_t ino) { return fmt::format("pipe:[{}]", ino); }
+using PipeKey = std::pair<uint64_t, uint64_t>;  // dev, ino
 
-// Every process outside the tree that holds a descriptor of one of `inos`, by pipe.
-std::map<uint64_t, std::vector<std::string>> outside_holders(const std::set<uint64_t>& inos,
-                                                             const std::set<pid_t>& tree) {
-    std::map<uint64_t, std::vector<std::string>> out;
+bool is_pipe(const Fd& f) { return f.kind == FdKind::Pipe || f.kind == FdKind::Fifo; }
+PipeKey key_of(const Fd& f) { return {f.dev, f.ino}; }
+std::string pipe_name(const Fd& f) { return f.kind == FdKind::Fifo ? "FIFO " + f.path : fmt::format("pipe:[{}]", f.ino); }
+
+// Every process outside the tree that holds a descriptor of one of the pipes (or FIFOs,
+// found by path and then by inode), by pipe.
+std::map<PipeKey, std::vector<std::string>> outside_holders(const std::set<PipeKey>& pipes,
+                                                            const std::set<std::string>& fifo_paths,
+                                                            const std::set<pid_t>& tree) {
+    std::map<PipeKey, std::vector<std::string>> out;
     DIR* proc = ::opendir("/proc");
     if (!proc) fail_errno("cannot list /proc");
     while (dirent* e = ::readdir(proc)) {
@@ -37,12 +44,17 @@ std::map<uint64_t, std::vector<std::string>> outside_holders(const std::set<uint
         if (!d) continue;  // gone, or a kernel thread
         while (dirent* f = ::readdir(d)) {
             if (f->d_name[0] == '.') continue;
-            char buf[64];
-            ssize_t n = ::readlink(fmt::format("{}/{}", dir, f->d_name).c_str(), buf, sizeof buf - 1);
-            if (n <= 6 || std::string_view(buf, 6) != "pipe:[") continue;
+            char buf[4096];
+            std::string link = fmt::format("{}/{}", dir, f->d_name);
+            ssize_t n = ::readlink(link.c_str(), buf, sizeof buf - 1);
+            if (n <= 0) continue;
             buf[n] = 0;
-            uint64_t ino = std::strtoull(buf + 6, nullptr, 10);
-            if (inos.count(ino)) out[ino].push_back(fmt::format("process {} fd {}", pid, f->d_name));
+            bool named = fifo_paths.count(buf) != 0;
+            if (!named && (n <= 6 || std::string_view(buf, 6) != "pipe:[")) continue;
+            struct stat st;
+            if (::stat(link.c_str(), &st) != 0) continue;
+            PipeKey k{st.st_dev, st.st_ino};
+            if (pipes.count(k)) out[k].push_back(fmt::format("process {} fd {}", pid, f->d_name));
         }
         ::closedir(d);
     }
@@ -60,7 +72,7 @@ struct Buffered {
 // consume what it copies.
 Buffered read_buffered(const Fd& rec) {
     std::string link = fmt::format("/proc/{}/fd/{}", rec.pid, rec.fd);
-    std::string what = fmt::format("process {} fd {} ({})", rec.pid, rec.fd, pipe_name(rec.ino));
+    std::string what = fmt::format("process {} fd {} ({})", rec.pid, rec.fd, pipe_name(rec));
     UniqueFd r(::open(link.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
     if (!r) fail_errno("{}: cannot open the pipe to read what it holds", what);
     Buffered b;
@@ -91,24 +103,28 @@ Buffered read_buffered(const Fd& rec) {
 }  // namespace
 
 void dump_pipes(std::vector<Fd>& fds, const std::set<pid_t>& tree, image::ImageWriter& out) {
-    std::set<uint64_t> inos;
-    for (const auto& f : fds)
-        if (f.kind == FdKind::Pipe) inos.insert(f.ino);
-    if (inos.empty()) return;
-    auto outside = outside_holders(inos, tree);
-    for (uint64_t ino : inos) {
-        auto first = std::find_if(fds.begin(), fds.end(), [&](const Fd& f) { return f.kind == FdKind::Pipe && f.ino == ino; });
-        if (outside.count(ino)) {
-            const auto& who = outside[ino];
+    std::set<PipeKey> pipes;
+    std::set<std::string> fifo_paths;
+    for (const auto& f : fds) {
+        if (!is_pipe(f)) continue;
+        pipes.insert(key_of(f));
+        if (f.kind == FdKind::Fifo) fifo_paths.insert(f.path);
+    }
+    if (pipes.empty()) return;
+    auto outside = outside_holders(pipes, fifo_paths, tree);
+    for (const PipeKey& key : pipes) {
+        auto first = std::find_if(fds.begin(), fds.end(), [&](const Fd& f) { return is_pipe(f) && key_of(f) == key; });
+        if (outside.count(key)) {
+            const auto& who = outside[key];
             fail("process {} fd {} ({}) is also held by {} outside the dumped tree: pipes to processes "
-                 "outside the tree are not supported yet", first->pid, first->fd, pipe_name(ino),
+                 "outside the tree are not supported yet", first->pid, first->fd, pipe_name(*first),
                  who.size() > 3 ? fmt::format("{}, {} and {} more", who[0], who[1], who.size() - 2)
                                 : fmt::format("{}", fmt::join(who, ", ")));
         }
         Buffered b = read_buffered(*first);
         bool direct_any = false, direct_all = true;
         for (const auto& f : fds) {
-            if (f.kind != FdKind::Pipe || f.ino != ino) continue;
+            if (!is_pipe(f) || key_of(f) != key) continue;
             bool direct = (f.open_flags & O_DIRECT) != 0;
             direct_any = direct_any || direct;
             direct_all = direct_all && direct;
@@ -116,10 +132,10 @@ void dump_pipes(std::vector<Fd>& fds, const std::set<pid_t>& tree, image::ImageW
         // Packet mode keeps write boundaries, which the copy does not record.
         if (direct_any && (!direct_all || !b.bytes.empty()))
             fail("process {} fd {} ({}): a packet-mode (O_DIRECT) pipe {}: not supported yet", first->pid,
-                 first->fd, pipe_name(ino),
+                 first->fd, pipe_name(*first),
                  direct_all ? fmt::format("holding {} bytes", b.bytes.size()) : "with ends in both modes");
         for (auto& f : fds)
-            if (f.kind == FdKind::Pipe && f.ino == ino) f.pipe_size = b.capacity;
+            if (is_pipe(f) && key_of(f) == key) f.pipe_size = b.capacity;
         first->size = b.bytes.size();
         first->data_offset = out.data_offset();
         first->checksum = XXH3_64bits(b.bytes.data(), b.bytes.size());
@@ -129,28 +145,39 @@ void dump_pipes(std::vector<Fd>& fds, const std::set<pid_t>& tree, image::ImageW
 
 std::map<uint32_t, UniqueFd> make_pipes(const image::Image& img, int data_fd) {
     std::map<uint32_t, UniqueFd> out;
-    std::set<uint64_t> done;
+    std::set<PipeKey> done;
     for (const auto& first : img.fds) {
-        if (first.kind != FdKind::Pipe || !done.insert(first.ino).second) continue;
-        std::string what = fmt::format("{} of process {} fd {}", pipe_name(first.ino), first.pid, first.fd);
+        if (!is_pipe(first) || !done.insert(key_of(first)).second) continue;
+        std::string what = fmt::format("{} of process {} fd {}", pipe_name(first), first.pid, first.fd);
         bool direct = (first.open_flags & O_DIRECT) != 0;
-        int p[2];
-        if (::pipe2(p, O_CLOEXEC | (direct ? O_DIRECT : 0)) != 0) fail_errno("cannot make {}", what);
-        UniqueFd end[2] = {UniqueFd(p[0]), UniqueFd(p[1])};
-        if (first.pipe_size && ::fcntl(p[1], F_SETPIPE_SZ, first.pipe_size) < static_cast<int>(first.pipe_size))
+        // end[0] reads, end[1] writes. A FIFO is opened by path: one read-write keeper makes
+        // the pipe exist (and keeps the opens below from blocking) until every end is open.
+        UniqueFd end[2];
+        if (first.kind == FdKind::Fifo) {
+            end[1].reset(::open(first.path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC));
+            struct stat st;
+            if (!end[1]) fail_errno("cannot open {}", what);
+            if (::fstat(end[1].get(), &st) != 0 || !S_ISFIFO(st.st_mode)) fail("{}: {} is no longer a FIFO", what, first.path);
+        } else {
+            int p[2];
+            if (::pipe2(p, O_CLOEXEC | (direct ? O_DIRECT : 0)) != 0) fail_errno("cannot make {}", what);
+            end[0].reset(p[0]);
+            end[1].reset(p[1]);
+        }
+        if (first.pipe_size && ::fcntl(end[1].get(), F_SETPIPE_SZ, first.pipe_size) < static_cast<int>(first.pipe_size))
             fail_errno("cannot give {} its size of {} bytes", what, first.pipe_size);
         if (first.size > 0) {
             if (first.size > first.pipe_size) fail("{}: the image holds more bytes than the pipe can", what);
             std::string bytes(first.size, '\0');
             pread_exact(data_fd, bytes.data(), bytes.size(), first.data_offset, "data.img");
-            if (::write(p[1], bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size()))
+            if (::write(end[1].get(), bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size()))
                 fail_errno("cannot put {} bytes back into {}", bytes.size(), what);
         }
-        // One descriptor per open file description of the pipe: the ends pipe2() made for the
-        // first of each direction, a reopened end (a new description) for any further one.
-        bool used[2] = {false, false};
+        // One descriptor per open file description: the ends pipe2() made for the first of
+        // each direction, a reopened end (a new description) for any further one.
+        bool used[2] = {first.kind == FdKind::Fifo, first.kind == FdKind::Fifo};
         for (const auto& f : img.fds) {
-            if (f.kind != FdKind::Pipe || f.ino != first.ino || out.count(f.file_id)) continue;
+            if (!is_pipe(f) || key_of(f) != key_of(first) || out.count(f.file_id)) continue;
             int acc = static_cast<int>(f.open_flags & O_ACCMODE);
             int side = acc == O_WRONLY ? 1 : 0;
             int fd;
@@ -158,7 +185,8 @@ std::map<uint32_t, UniqueFd> make_pipes(const image::Image& img, int data_fd) {
                 used[side] = true;
                 fd = ::fcntl(end[side].get(), F_DUPFD_CLOEXEC, 0);
             } else {
-                fd = ::open(fmt::format("/proc/self/fd/{}", end[side].get()).c_str(), acc | O_CLOEXEC | O_NONBLOCK);
+                std::string via = f.kind == FdKind::Fifo ? f.path : fmt::format("/proc/self/fd/{}", end[side].get());
+                fd = ::open(via.c_str(), acc | O_CLOEXEC | O_NONBLOCK);
             }
             if (fd < 0) fail_errno("cannot open an end of {} for process {} fd {}", what, f.pid, f.fd);
             UniqueFd own(fd);

@@ -1,10 +1,10 @@
-// Pipes: both halves of what ckpt does with them, in one place.
+// Pipes and FIFOs (named pipes): both halves of what ckpt does with them, in one place.
 //
 // Dump: every pipe of the tree is found through the Fd records of kind Pipe. Its capacity
 // is read, and the bytes buffered in it are copied with tee(2), which leaves them in the
 // pipe (a --leave-running target reads them as if nothing happened), into data.img once
 // per pipe. A pipe that a process outside the tree also holds would be cut off from it at
-// restore: refused.
+// restore: refused. A FIFO is the same with a path: reopened by it at restore.
 //
 // Restore: each pipe is made again (pipe2, F_SETPIPE_SZ), its bytes written back, and one
 // descriptor opened per open file description of either end; the processes of the tree

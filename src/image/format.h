@@ -450,6 +450,7 @@ enum class FdKind : uint32_t {
     Tty = 3,       // a terminal (pty slave or console)
     Directory = 4,
     Pipe = 5,  // an end of a pipe (ino is the pipe's inode)
+    Fifo = 6,  // an end of a named pipe (path, dev and ino are the FIFO's)
 };
 
 struct Fd {
@@ -475,8 +476,8 @@ struct Fd {
     // to it (fork() shares descriptions; a shared offset moves for all holders). Unique
     // per description in the image, never 0.
     uint32_t file_id = 0;
-    // Pipe: its capacity (F_GETPIPE_SZ). The bytes buffered in it at dump time are stored
-    // once, with the first record of the pipe (size bytes at data_offset, checksum).
+    // Pipe, Fifo: its capacity (F_GETPIPE_SZ). The bytes buffered in it at dump time are
+    // stored once, with the first record of the pipe (size bytes at data_offset, checksum).
     uint32_t pipe_size = 0;
 
     template <typename V> void visit(V& v) {

@@ -225,7 +225,7 @@ void print_files(const Image& img, const Process& p, std::FILE* out) {
         if (f.fd_flags) flags += "|" + field<Fd>("fd_flags", f.fd_flags);
         std::string notes;
         if (f.dup_of >= 0) notes += fmt::format(" (dup of {})", f.dup_of);
-        if (f.kind == FdKind::Pipe)
+        if (f.kind == FdKind::Pipe || f.kind == FdKind::Fifo)
             notes += fmt::format(" (size {}{})", fields::size_text(f.pipe_size),
                                  f.size ? fmt::format(", {} bytes buffered", f.size) : "");
         std::vector<std::string> others;  // the same open file description elsewhere in the tree
@@ -233,7 +233,7 @@ void print_files(const Image& img, const Process& p, std::FILE* out) {
             if (o.pid != p.pid && o.file_id == f.file_id) others.push_back(fmt::format("{} fd {}", o.pid, o.fd));
         if (!others.empty()) notes += fmt::format(" (shared with {})", fmt::join(others, ", "));
         fmt::print(out, "    {:>4} {:<9} {:<24} {:>10}  {}{}\n", f.fd, fields::name_of(f.kind), flags,
-                   f.kind == FdKind::Pipe ? std::string("-") : std::to_string(f.pos), f.path, notes);
+                   f.kind == FdKind::Pipe || f.kind == FdKind::Fifo ? std::string("-") : std::to_string(f.pos), f.path, notes);
     }
 }
 

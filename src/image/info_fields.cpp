@@ -234,6 +234,7 @@ const char* name_of(FdKind k) {
         case FdKind::Tty: return "tty";
         case FdKind::Directory: return "dir";
         case FdKind::Pipe: return "pipe";
+        case FdKind::Fifo: return "fifo";
     }
     return "unknown";
 }

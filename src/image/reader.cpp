@@ -208,7 +208,7 @@ Image read_image(const std::string& dir) {
             check_content(fd.size, fd.data_offset, fd.extents, img.end.data_size, dir,
                           fmt::format("fd {}", fd.fd));
     for (const auto& fd : img.fds)
-        if (fd.kind == FdKind::Pipe && fd.size > 0 &&
+        if ((fd.kind == FdKind::Pipe || fd.kind == FdKind::Fifo) && fd.size > 0 &&
             (fd.data_offset < kDataHeaderSize || fd.data_offset > img.end.data_size ||
              fd.size > img.end.data_size - fd.data_offset || fd.size > fd.pipe_size))
             fail("{} is corrupt: the bytes of the pipe behind fd {} (pid {}) point outside data.img", dir, fd.fd,
@@ -256,7 +256,7 @@ void verify_data(const std::string& dir, const Image& img) {
             }
         }
         for (const auto& fd : img.fds) {
-            if (bad.empty() && fd.kind == FdKind::Pipe && fd.size > 0 &&
+            if (bad.empty() && (fd.kind == FdKind::Pipe || fd.kind == FdKind::Fifo) && fd.size > 0 &&
                 XXH3_64bits(base + fd.data_offset, fd.size) != fd.checksum)
                 bad = fmt::format("bytes buffered in the pipe behind fd {} (pid {})", fd.fd, fd.pid);
         }

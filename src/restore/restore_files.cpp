@@ -224,6 +224,7 @@ int open_description(const image::Fd& rec, const FilesOptions& opts) {
             break;
         case image::FdKind::Unlinked:
         case image::FdKind::Pipe:
+        case image::FdKind::Fifo:
             fail("process {} fd {} ({}): not reopened by path", rec.pid, rec.fd, rec.path);
     }
     if (rec.kind == image::FdKind::Regular || rec.kind == image::FdKind::Directory) {

@@ -43,7 +43,7 @@ SharedPool::SharedPool(const image::Image& img, const FilesOptions& opts, int fl
     for (const auto& f : img.fds) holders[f.file_id].insert(f.pid);
     for (auto& [id, fd] : files::make_pipes(img, opts.data_fd)) files_[id].reset(lift(fd.release()));
     for (const auto& f : img.fds) {
-        if (f.dup_of >= 0 || f.kind == image::FdKind::Pipe || holders[f.file_id].size() < 2 || files_.count(f.file_id))
+        if (f.dup_of >= 0 || f.kind == image::FdKind::Pipe || f.kind == image::FdKind::Fifo || holders[f.file_id].size() < 2 || files_.count(f.file_id))
             continue;
         if (f.kind == image::FdKind::Unlinked)
             fail("process {} fd {}: a deleted file shared between processes cannot be restored", f.pid, f.fd);

@@ -43,6 +43,7 @@ constexpr FdKindInfo kFdKinds[] = {
     {"memory device", "/dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom", FdKind::CharDev, ""},
     {"terminal", "/dev/pts/N, /dev/ttyN, /dev/tty, /dev/console", FdKind::Tty, ""},
     {"pipe", "pipe:[N]", FdKind::Pipe, ""},
+    {"FIFO", "/path (a named pipe)", FdKind::Fifo, ""},
 
     {"pseudo-terminal master", "/dev/ptmx", std::nullopt,
      "the terminal pair would be lost (reopening /dev/ptmx makes a new one); not supported yet"},
@@ -51,7 +52,6 @@ constexpr FdKindInfo kFdKinds[] = {
     {"deleted device node", "/dev/... (deleted)", std::nullopt, kNotYet},
     {"block device", "/dev/...", std::nullopt, kNotYet},
     {"socket", "socket:[N]", std::nullopt, kNotYet},
-    {"FIFO", "/path (a named pipe)", std::nullopt, kNotYet},
     {"memfd", "/memfd:NAME (deleted)", std::nullopt, kNotYet},
     {"memfd_secret", "/secretmem (deleted)", std::nullopt,
      "its memory cannot be read from outside; not supported yet"},
@@ -491,7 +491,9 @@ class Audit {
                 problems_.push_back(fmt::format("has fd {} ({}) of a kind ckpt does not know: refused", fd, target));
             else if (!k->saved_as)
                 problems_.push_back(fmt::format("has fd {} ({}) of kind {}: {}", fd, target, k->name, k->why));
-            else if (k->saved_as == FdKind::Regular || k->saved_as == FdKind::Directory)
+            else if (k->saved_as == FdKind::Fifo && target.ends_with(" (deleted)"))
+                problems_.push_back(fmt::format("has fd {} ({}), a FIFO that was deleted: not supported yet", fd, target));
+            else if (k->saved_as == FdKind::Regular || k->saved_as == FdKind::Directory || k->saved_as == FdKind::Fifo)
                 reachable(fmt::format("fd {}", fd), target, st);
         }
     }
