@@ -110,6 +110,7 @@ TESTS = {
     "tree_exec": {},
     "tree_sigchld": {},
     "tree_fifo": {},
+    "tree_cow": {},
 }
 
 DEFAULTS = {"prog": None, "args": [], "pty": False, "input": None, "wait_file": None, "ready_timeout": 10,

@@ -39,16 +39,25 @@ def image_mib(img):
 def one_run(a, workdir):
     img = tempfile.mkdtemp(prefix="bench-tree-", dir=workdir)
     proc = start_target([a.prog, str(a.parent_mib), str(a.children), str(a.child_mib)], img + ".ready")
-    n = len(tree_pids(proc.pid))
+    pids = tree_pids(proc.pid)
+    n = len(pids)
     pss_before = total_pss_mib(proc.pid)
     t = time.monotonic()
-    d = stats(subprocess.run([a.ckpt, "dump", "--pid", str(proc.pid), "-o", img, "--print-stats"],
-                             check=True, capture_output=True, text=True).stdout)
+    res = subprocess.run([a.ckpt, "dump", "--pid", str(proc.pid), "-o", img, "--print-stats"],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        os.killpg(proc.pid, signal.SIGKILL)
+        sys.exit("dump failed: " + res.stderr.strip())
+    d = stats(res.stdout)
     dump_s = time.monotonic() - t
     proc.wait()
+    for p in pids:  # the killed tree's orphans came to us (a subreaper): reap them
+        wait_gone(p)
     t = time.monotonic()
-    r = stats(subprocess.run([a.ckpt, "restore", "-D", img, "--detach", "--print-stats"], check=True,
-                             capture_output=True, text=True).stdout)
+    res = subprocess.run([a.ckpt, "restore", "-D", img, "--detach", "--print-stats"], capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.exit("restore failed: " + res.stderr.strip())
+    r = stats(res.stdout)
     restore_s = time.monotonic() - t
     if len(tree_pids(proc.pid)) != n:
         sys.exit(f"restored {len(tree_pids(proc.pid))} processes, expected {n}")

@@ -400,6 +400,12 @@ struct Vma {
     // mapped by several processes: file.size is the object's size, and its pages are stored
     // once, with the VMA of process `content_pid` (0: this one's own pages).
     int32_t content_pid = 0;
+    // Private memory still shared copy-on-write with the parent (fork() and neither wrote
+    // it since): 1 if the parent's VMA at the same address is taken over at restore, as
+    // fork() would; then only the pages this process has of its own are stored, and `zero`
+    // lists the pages it has none of (never touched, dropped, or all zero).
+    uint32_t inherit = 0;
+    std::vector<GuardRange> zero;
 
     template <typename V> void visit(V& v) {
         v("pid", pid);
@@ -422,6 +428,8 @@ struct Vma {
         v("vmflags", vmflags);
         v("guards", guards);
         v("content_pid", content_pid);
+        v("inherit", inherit);
+        v("zero", zero);
     }
 };
 

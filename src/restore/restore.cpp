@@ -93,7 +93,58 @@ struct TreeSetup {
     int err_w, go_r;
     const SharedPool* pool;
     std::map<int, std::vector<const image::Process*>> children;  // by parent pid, in image order
+    std::vector<std::pair<uint64_t, uint64_t>> used;  // every VMA of every process of the image
 };
+
+// Private memory a process fills before it creates its children, outside every address the
+// tree uses, so that they inherit it copy-on-write as after the original fork(); each stub
+// moves its own into place. By VMA start: where it is now, and its length. A child starts
+// with its parent's table (fork copies it) and keeps only what it takes over.
+struct Premap {
+    uint64_t addr, len;
+};
+std::map<uint64_t, Premap> premaps;
+
+// Fills the VMAs of `pid` that it takes over from its parent (`inherit`) or that a child of
+// it will take over, and drops the parent's premapped memory it does not take.
+void premap_memory(const TreeSetup& s, int pid) {
+    const image::Image& img = *s.img;
+    std::set<uint64_t> for_children;
+    if (auto it = s.children.find(pid); it != s.children.end())
+        for (const image::Process* c : it->second)
+            for (const auto& v : img.vmas)
+                if (v.pid == c->pid && v.inherit) for_children.insert(v.start);
+    std::map<uint64_t, Premap> mine;
+    UniqueFd data;
+    for (const auto& v : img.vmas) {
+        if (v.pid != pid || (!v.inherit && !for_children.count(v.start))) continue;
+        const uint64_t len = v.end - v.start;
+        Premap pm{0, len};
+        if (v.inherit) {
+            auto it = premaps.find(v.start);
+            if (it == premaps.end() || it->second.len != len)
+                fail("the parent's memory at {:#x} that the image says process {} shares is not there", v.start, pid);
+            pm = it->second;
+            for (const auto& z : v.zero)
+                if (::madvise(reinterpret_cast<void*>(pm.addr + (z.addr - v.start)), z.nr_pages * image::kPageSize,
+                              MADV_DONTNEED) != 0)
+                    fail_errno("cannot drop the pages of {:#x} that process {} does not have", z.addr, pid);
+        } else {
+            pm.addr = map_in_gap(s.used, len, (v.flags & MAP_NORESERVE) ? MAP_NORESERVE : 0, PROT_READ | PROT_WRITE);
+        }
+        for (const auto& r : img.page_runs) {
+            if (r.pid != pid || r.addr < v.start || r.addr >= v.end) continue;
+            if (!data) data = image::open_data(s.opts.dir);
+            auto* to = reinterpret_cast<char*>(pm.addr + (r.addr - v.start));
+            ::madvise(to, r.nr_pages * image::kPageSize, MADV_POPULATE_WRITE);  // one fault, not one per page
+            pread_exact(data.get(), to, r.nr_pages * image::kPageSize, r.data_offset, "data.img");
+        }
+        mine[v.start] = pm;
+    }
+    for (const auto& [start, pm] : premaps)
+        if (!mine.count(start)) ::munmap(reinterpret_cast<void*>(pm.addr), pm.len);
+    premaps = std::move(mine);
+}
 
 // Reports to ckpt go through one pipe all processes share, one record per write (under
 // PIPE_BUF, so records of different processes never mix): kind ('R' ready for the stub,
@@ -201,6 +252,7 @@ void create_children(const TreeSetup& s, int parent) {
             become_zombie(proc);
         }
         if (::personality(proc.personality) < 0) fail_errno("cannot set personality {:#x}", proc.personality);
+        premap_memory(s, pid);
         create_children(s, pid);
         if (created_w >= 0) {
             if (::write(created_w, "c", 1) != 1) fail_errno("cannot report to the parent");
@@ -289,6 +341,7 @@ void create_children(const TreeSetup& s, int parent) {
         in.vma_fds = vma_fds;
         in.close_fds = close_fds;
         in.vdso = find_current_vdso();
+        for (const auto& [start, pm] : premaps) in.premaps[start] = pm.addr;
         Region reg = build_region(in);
         auto* rseq_area = reinterpret_cast<char*>(__builtin_thread_pointer()) + __rseq_offset;
         reg.args->old_rseq_addr = __rseq_size ? reinterpret_cast<uint64_t>(rseq_area) : 0;
@@ -489,7 +542,8 @@ int restore(const RestoreOptions& opts) {
         if (opts.detach && t.pid == pid && t.pdeath_signal)
             fail("thread {} of pid {} asked for signal {} when its parent dies (PR_SET_PDEATHSIG); its parent "
                  "after restore is ckpt: restore it without --detach", t.tid, pid, t.pdeath_signal);
-    TreeSetup setup{&img, opts, -1, -1, nullptr, {}};
+    TreeSetup setup{&img, opts, -1, -1, nullptr, {}, {}};
+    for (const auto& v : img.vmas) setup.used.emplace_back(v.start, v.end);
     for (size_t i = 1; i < img.processes.size(); ++i) {
         const auto& p = img.processes[i];
         bool parent_before = false;

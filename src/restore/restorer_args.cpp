@@ -54,11 +54,9 @@ const image::Vma* find_kind(const image::Image& img, int pid, VmaKind k) {
     return nullptr;
 }
 
-// Region address: a gap of the image's address space that is also free here.
-uint64_t place_region(const image::Image& img, int pid, uint64_t len) {
-    std::vector<std::pair<uint64_t, uint64_t>> used;
-    for (const auto& v : img.vmas)
-        if (v.pid == pid) used.emplace_back(v.start, v.end);
+}  // namespace
+
+uint64_t map_in_gap(std::vector<std::pair<uint64_t, uint64_t>> used, uint64_t len, int extra_flags, int prot) {
     std::sort(used.begin(), used.end());
     constexpr uint64_t kLow = 0x10000000, kHigh = 0x7ff000000000;
     uint64_t prev_end = kLow;
@@ -69,15 +67,25 @@ uint64_t place_region(const image::Image& img, int pid, uint64_t len) {
             uint64_t lo = round_up(prev_end + kPage, 1 << 21), hi = (s - len - kPage) & ~(kPage - 1);
             for (uint64_t cand : {lo, hi, round_up((lo + hi) / 2, kPage)}) {
                 if (cand < prev_end || cand + len > s) continue;
-                void* p = ::mmap(reinterpret_cast<void*>(cand), len, PROT_READ | PROT_WRITE | PROT_EXEC,
-                                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+                void* p = ::mmap(reinterpret_cast<void*>(cand), len, prot,
+                                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | extra_flags, -1, 0);
                 if (p == reinterpret_cast<void*>(cand)) return cand;
                 if (p != MAP_FAILED) ::munmap(p, len);
             }
         }
         prev_end = std::max(prev_end, e);
     }
-    fail("no room for the restorer ({} KiB) between the image's mappings", len / 1024);
+    fail("no room for {} KiB between the image's mappings", len / 1024);
+}
+
+namespace {
+
+// Region address: a gap of the image's address space that is also free here.
+uint64_t place_region(const image::Image& img, int pid, uint64_t len) {
+    std::vector<std::pair<uint64_t, uint64_t>> used;
+    for (const auto& v : img.vmas)
+        if (v.pid == pid) used.emplace_back(v.start, v.end);
+    return map_in_gap(std::move(used), len, 0, PROT_READ | PROT_WRITE | PROT_EXEC);
 }
 
 // setitimer() adds one scheduler tick to CPU-time timers so they never fire early;
@@ -184,9 +192,18 @@ Region build_region(const RegionInputs& in) {
     std::vector<const image::Vma*> vmas;
     for (const auto& v : img.vmas)
         if (v.pid == pid) vmas.push_back(&v);
-    std::vector<const image::PageRun*> runs;
-    for (const auto& r : img.page_runs)
-        if (r.pid == pid) runs.push_back(&r);
+    std::vector<const image::PageRun*> runs;  // premapped VMAs have theirs written already
+    for (const auto& r : img.page_runs) {
+        if (r.pid != pid) continue;
+        auto pm = in.premaps.upper_bound(r.addr);
+        bool premapped = false;
+        if (pm != in.premaps.begin()) {
+            --pm;
+            for (const auto* v : vmas)
+                if (v->start == pm->first && r.addr < v->end) premapped = true;
+        }
+        if (!premapped) runs.push_back(&r);
+    }
     std::vector<const image::Thread*> threads;
     for (const auto& t : img.threads)
         if (t.pid == pid) threads.push_back(&t);
@@ -268,6 +285,10 @@ Region build_region(const RegionInputs& in) {
             // after an mprotect to read-only: mapping it writable first gives it that again.
             bool accounted = (" " + v.vmflags + " ").find(" ac ") != std::string::npos;
             o.has_pages = v.stored_pages > 0 || (accounted && !(v.prot & PROT_WRITE));
+            if (auto pm = in.premaps.find(v.start); pm != in.premaps.end()) {
+                o.premap = pm->second;
+                o.has_pages = 1;  // mapped read-write: mprotect()ed to its own protection after the move
+            }
         }
         auto* ra = at<PageRunArg>(runs_at);
         for (size_t i = 0; i < runs.size(); ++i) ra[i] = {runs[i]->addr, runs[i]->nr_pages, runs[i]->data_offset};

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <vector>
 
 #include "image/image.h"
@@ -31,7 +32,14 @@ struct RegionInputs {
     std::vector<int> vma_fds;    // per image VMA of pid (same order), -1 if anonymous
     std::vector<int> close_fds;  // everything the stub must close before the program runs
     CurrentVdso vdso;
+    // VMAs already filled elsewhere in this process (by VMA start: where they are now); the
+    // stub moves them into place and writes none of their pages.
+    std::map<uint64_t, uint64_t> premaps;
 };
+
+// Maps `len` bytes (PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|extra_flags) in this
+// process at an address in a gap between the `used` ranges, also free here.
+uint64_t map_in_gap(std::vector<std::pair<uint64_t, uint64_t>> used, uint64_t len, int extra_flags, int prot);
 
 struct Region {
     uint64_t start = 0, len = 0;

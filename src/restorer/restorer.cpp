@@ -50,19 +50,21 @@ inline void check(RestorerArgs* a, long r, Step step, uint64_t detail = 0) {
     if (ckpt::fs::is_err(r)) die(a, step, r, detail);
 }
 
-// Unmaps [lo, hi) except the ranges ckpt asked to keep.
+// Unmaps [lo, hi) except the ranges ckpt asked to keep and the premapped VMAs.
 void unmap_except(RestorerArgs* a, uint64_t lo, uint64_t hi) {
+    auto* vmas = reinterpret_cast<VmaArg*>(a->vmas);
     uint64_t cur = lo;
     while (cur < hi) {
         // The nearest kept range at or after cur.
         uint64_t next_keep = hi, next_keep_end = hi;
-        for (uint32_t i = 0; i < a->nr_keep; ++i) {
-            if (a->keep_end[i] <= cur) continue;
-            if (a->keep_start[i] < next_keep) {
-                next_keep = a->keep_start[i] < cur ? cur : a->keep_start[i];
-                next_keep_end = a->keep_end[i];
-            }
-        }
+        auto consider = [&](uint64_t s, uint64_t e) {
+            if (e <= cur || s >= next_keep) return;
+            next_keep = s < cur ? cur : s;
+            next_keep_end = e;
+        };
+        for (uint32_t i = 0; i < a->nr_keep; ++i) consider(a->keep_start[i], a->keep_end[i]);
+        for (uint32_t i = 0; i < a->nr_vmas; ++i)
+            if (vmas[i].premap) consider(vmas[i].premap, vmas[i].premap + (vmas[i].end - vmas[i].start));
         if (next_keep > cur) check(a, sys(__NR_munmap, cur, next_keep - cur), kStepUnmapOld, cur);
         cur = next_keep_end;
     }
@@ -109,8 +111,9 @@ void map_vmas(RestorerArgs* a) {
     for (uint32_t i = 0; i < a->nr_vmas; ++i) {
         const VmaArg& v = vmas[i];
         long prot = v.prot | (v.has_pages ? kProtWrite | kProtRead : 0);
-        long r = sys(__NR_mmap, v.start, v.end - v.start, prot, v.flags | kMapFixed, v.fd,
-                     v.pgoff);
+        long r = v.premap ? sys(__NR_mremap, v.premap, v.end - v.start, v.end - v.start,
+                                kMremapMaymove | kMremapFixed, v.start)
+                          : sys(__NR_mmap, v.start, v.end - v.start, prot, v.flags | kMapFixed, v.fd, v.pgoff);
         check(a, r, kStepMapVma, v.start);
         if (static_cast<uint64_t>(r) != v.start) die(a, kStepMapVma, -14, v.start);
         apply_advice(a, v);

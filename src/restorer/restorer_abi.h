@@ -20,6 +20,9 @@ struct VmaArg {
     uint32_t advice;       // image::VmaAdvice bits
     uint32_t has_pages;    // map writable first: pages will be written, or it is "ac"
     uint32_t pad;
+    // Nonzero: the VMA is already filled at this address (premapped by ckpt, maybe shared
+    // copy-on-write with the parent): moved into place with mremap instead of mapped.
+    uint64_t premap;
 };
 
 struct PageRunArg {

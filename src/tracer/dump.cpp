@@ -197,7 +197,7 @@ DumpedProcess zombie_record(const Zombie& z) {
 
 // What only the process itself can read, and its memory: through the parasite, which is
 // in the process only for the duration of this call.
-void collect_inside(DumpedProcess& d, image::ImageWriter& out, MemoryStats& mstats) {
+void collect_inside(DumpedProcess& d, image::ImageWriter& out, MemoryStats& mstats, const ParentMemory* parent) {
     const pid_t pid = d.proc.pid;
     // Declared before the parasite: the parasite is removed first, then the leader's
     // registers are put back. Other threads are taken over one at a time, only while
@@ -231,10 +231,11 @@ void collect_inside(DumpedProcess& d, image::ImageWriter& out, MemoryStats& msta
     fault::point("parasite-state");
 
     MemoryStats ms;
-    d.runs = dump_memory(pid, parasite, d.vmas, out, ms, [] { fault::point("memory"); });
+    d.runs = dump_memory(pid, parasite, d.vmas, out, ms, [] { fault::point("memory"); }, parent);
     mstats.pages_candidate += ms.pages_candidate;
     mstats.pages_stored += ms.pages_stored;
     mstats.pages_zero += ms.pages_zero;
+    mstats.pages_inherited += ms.pages_inherited;
 }
 
 }  // namespace
@@ -287,8 +288,15 @@ void dump(const DumpOptions& opts) {
 
     MemoryStats mstats;
     auto t_mem = Clock::now();
-    for (auto& d : procs)
-        if (!d.proc.zombie) collect_inside(d, out, mstats);  // one parasite at a time
+    for (auto& d : procs) {
+        if (d.proc.zombie) continue;
+        // The parent is frozen too: what of its memory this process still shares is not stored.
+        auto parent = std::find_if(procs.begin(), procs.end(), [&](const DumpedProcess& e) {
+            return e.proc.pid == d.proc.ppid && !e.proc.zombie;
+        });
+        ParentMemory pm{d.proc.ppid, parent == procs.end() ? nullptr : &parent->vmas};
+        collect_inside(d, out, mstats, pm.vmas ? &pm : nullptr);  // one parasite at a time
+    }
     memory_ms = ms_since(t_mem);
     fault::point("cure");
 
@@ -336,9 +344,9 @@ void dump(const DumpOptions& opts) {
     }
     if (opts.print_stats) {
         fmt::print("dump_ms={:.1f}\nfrozen_ms={:.1f}\nmemory_ms={:.1f}\nchecksum_ms={:.1f}\n"
-                   "pages_candidate={}\npages_stored={}\npages_zero={}\ndata_bytes={}\nprocesses={}\nthreads={}\nvmas={}\n",
+                   "pages_candidate={}\npages_stored={}\npages_zero={}\npages_inherited={}\ndata_bytes={}\nprocesses={}\nthreads={}\nvmas={}\n",
                    ms_since(t_start), frozen_ms, memory_ms, checksum_ms, mstats.pages_candidate, mstats.pages_stored,
-                   mstats.pages_zero, out.data_offset(), procs.size(), nr_threads, nr_vmas);
+                   mstats.pages_zero, mstats.pages_inherited, out.data_offset(), procs.size(), nr_threads, nr_vmas);
     }
     log::info("dumped process {}{} into {}: {} pages stored, {} zero pages skipped", opts.pid,
               procs.size() > 1 ? fmt::format(" and {} descendants", procs.size() - 1) : "", opts.dir,

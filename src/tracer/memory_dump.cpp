@@ -159,6 +159,92 @@ std::vector<Span> candidate_spans(pid_t pid, std::vector<Vma>& vmas) {
     return spans;
 }
 
+// Whether a VMA can take over its parent's VMA at restore: private anonymous writable memory
+// (heap included; not the stack, which grows down), at the same place in the parent.
+const Vma* inheritable_from(const Vma& v, const std::vector<Vma>& parent) {
+    if ((v.kind != VmaKind::Anon && v.kind != VmaKind::Heap) || (v.flags & (MAP_SHARED | MAP_GROWSDOWN)) ||
+        !(v.prot & PROT_WRITE) || v.advice & (image::kAdviceDontFork | image::kAdviceWipeOnFork))
+        return nullptr;
+    for (const auto& p : parent)
+        if (p.start == v.start && p.end == v.end && p.kind == v.kind && !(p.flags & MAP_SHARED) &&
+            (p.flags & MAP_NORESERVE) == (v.flags & MAP_NORESERVE))
+            return &p;
+    return nullptr;
+}
+
+void add_range(std::vector<image::GuardRange>& rs, uint64_t addr, uint64_t n) {
+    if (!rs.empty() && rs.back().addr + rs.back().nr_pages * kPage == addr)
+        rs.back().nr_pages += n;
+    else
+        rs.push_back({addr, n});
+}
+
+// Reads pagemap entries of [addr, addr + n pages) of a process.
+void read_pagemap(int fd, uint64_t addr, uint64_t n, std::vector<uint64_t>& out, const std::string& what) {
+    out.resize(n);
+    pread_exact(fd, out.data(), n * 8, addr / kPage * 8, what);
+}
+
+// Takes out of `spans` the pages a VMA shares physically with the parent's VMA at the same
+// address (same PFN: one page, copy-on-write since fork), marks such VMAs `inherit` and
+// records in `zero` the pages they have none of. PFNs are visible to root only; without
+// them nothing is shared and everything is stored as before.
+std::vector<Span> take_inherited(pid_t pid, std::vector<Vma>& vmas, const std::vector<Span>& spans,
+                                 const ParentMemory& parent, MemoryStats& stats) {
+    std::string mine_path = fmt::format("/proc/{}/pagemap", pid), theirs_path = fmt::format("/proc/{}/pagemap", parent.pid);
+    UniqueFd mine(::open(mine_path.c_str(), O_RDONLY | O_CLOEXEC)), theirs(::open(theirs_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!mine || !theirs) fail_errno("cannot open the pagemap of process {} or its parent {}", pid, parent.pid);
+    constexpr uint64_t kPfnMask = (1ull << 55) - 1;
+    std::vector<Span> out;
+    std::vector<uint64_t> a, b;
+    size_t i = 0;
+    while (i < spans.size()) {
+        const size_t vi = spans[i].vma;
+        size_t j = i;
+        while (j < spans.size() && spans[j].vma == vi) ++j;  // the spans of this VMA
+        Vma& v = vmas[vi];
+        if (!inheritable_from(v, *parent.vmas)) {
+            out.insert(out.end(), spans.begin() + static_cast<ptrdiff_t>(i), spans.begin() + static_cast<ptrdiff_t>(j));
+            i = j;
+            continue;
+        }
+        std::vector<Span> own;
+        uint64_t shared = 0, covered_to = v.start;
+        std::vector<image::GuardRange> zero;
+        for (size_t k = i; k < j; ++k) {
+            const Span& s = spans[k];
+            if (s.addr > covered_to) add_range(zero, covered_to, (s.addr - covered_to) / kPage);
+            covered_to = s.addr + s.nr_pages * kPage;
+            read_pagemap(mine.get(), s.addr, s.nr_pages, a, mine_path);
+            read_pagemap(theirs.get(), s.addr, s.nr_pages, b, theirs_path);
+            for (uint64_t p = 0; p < s.nr_pages; ++p) {
+                bool same = (a[p] & kPmPresent) && (b[p] & kPmPresent) && (a[p] & kPfnMask) != 0 &&
+                            (a[p] & kPfnMask) == (b[p] & kPfnMask);
+                uint64_t addr = s.addr + p * kPage;
+                if (same) {
+                    ++shared;
+                } else if (!own.empty() && own.back().addr + own.back().nr_pages * kPage == addr) {
+                    ++own.back().nr_pages;
+                } else {
+                    own.push_back({addr, 1, vi});
+                }
+            }
+        }
+        if (shared == 0) {  // nothing to gain: restore it on its own
+            out.insert(out.end(), spans.begin() + static_cast<ptrdiff_t>(i), spans.begin() + static_cast<ptrdiff_t>(j));
+            i = j;
+            continue;
+        }
+        if (v.end > covered_to) add_range(zero, covered_to, (v.end - covered_to) / kPage);
+        v.inherit = 1;
+        v.zero = std::move(zero);
+        stats.pages_inherited += shared;
+        out.insert(out.end(), own.begin(), own.end());
+        i = j;
+    }
+    return out;
+}
+
 bool all_zero(const char* p) {
     static const char zero[kPage] = {};
     return std::memcmp(p, zero, kPage) == 0;
@@ -310,8 +396,10 @@ void share_anon_objects(std::vector<std::vector<Vma>*>& tree) {
 
 std::vector<image::PageRun> dump_memory(pid_t pid, Parasite& parasite,
                                         std::vector<Vma>& vmas, image::ImageWriter& out,
-                                        MemoryStats& stats, const std::function<void()>& halfway) {
+                                        MemoryStats& stats, const std::function<void()>& halfway,
+                                        const ParentMemory* parent) {
     std::vector<Span> spans = candidate_spans(pid, vmas);
+    if (parent) spans = take_inherited(pid, vmas, spans, *parent, stats);
     uint64_t total = 0;
     for (const auto& s : spans) total += s.nr_pages;
     stats.pages_candidate = total;
@@ -348,6 +436,7 @@ std::vector<image::PageRun> dump_memory(pid_t pid, Parasite& parasite,
                 pread_exact(mem.get(), page.data(), kPage, a, mem_path);
                 if (all_zero(page.data())) {
                     ++stats.pages_zero;
+                    if (vmas[s.vma].inherit) add_range(vmas[s.vma].zero, a, 1);
                     continue;
                 }
                 runs.add_page(s.vma, a, out.append_data(page.data(), kPage));
@@ -397,6 +486,7 @@ std::vector<image::PageRun> dump_memory(pid_t pid, Parasite& parasite,
                     ++stats.pages_stored;
                 } else {
                     ++stats.pages_zero;
+                    if (vmas[span_vma[k]].inherit) add_range(vmas[span_vma[k]].zero, dp.spans[k].addr + p * kPage, 1);
                 }
             }
         }

@@ -25,14 +25,25 @@ struct MemoryStats {
     uint64_t pages_candidate = 0;  // present or swapped pages that could hold data
     uint64_t pages_stored = 0;
     uint64_t pages_zero = 0;  // present but all zero: not stored
+    uint64_t pages_inherited = 0;  // the parent's very pages (copy-on-write): not stored
+};
+
+// The parent of the process being dumped, frozen too, whose private memory the process may
+// still share copy-on-write (same physical pages).
+struct ParentMemory {
+    pid_t pid;
+    const std::vector<image::Vma>* vmas;
 };
 
 // Writes every page that holds data the kernel cannot give back by itself (anonymous and
 // private-dirty pages; never-touched and all-zero pages and clean file pages are skipped).
 // `halfway` is called once, half through, for fault injection. Returns the runs, in order,
 // without checksums; updates vmas[i].stored_pages.
+// With `parent`, a private anonymous VMA that has pages physically shared with the parent's
+// VMA at the same address is marked `inherit`, and those pages are not stored.
 std::vector<image::PageRun> dump_memory(pid_t pid, Parasite& parasite,
                                         std::vector<image::Vma>& vmas, image::ImageWriter& out,
-                                        MemoryStats& stats, const std::function<void()>& halfway);
+                                        MemoryStats& stats, const std::function<void()>& halfway,
+                                        const ParentMemory* parent = nullptr);
 
 }  // namespace ckpt::tracer

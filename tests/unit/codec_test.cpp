@@ -250,8 +250,8 @@ TEST(CodecRobustness, HugeLengthsAndCountsThrowWithoutAllocating) {
             EXPECT_GE(n, 6);
             Header h;
             EXPECT_EQ(expect_huge_lengths_rejected(h, bad, filler, kLimit), 2);
-            Vma v;  // path, file.build_id, extents, vmflags, guards
-            EXPECT_EQ(expect_huge_lengths_rejected(v, bad, filler, kLimit), 5);
+            Vma v;  // path, file.build_id, extents, vmflags, guards, zero
+            EXPECT_EQ(expect_huge_lengths_rejected(v, bad, filler, kLimit), 6);
             Fd f;  // path, file.build_id, extents
             EXPECT_EQ(expect_huge_lengths_rejected(f, bad, filler, kLimit), 3);
         }
