@@ -121,6 +121,10 @@ void dump_pipes(std::vector<Fd>& fds, const std::set<pid_t>& tree, image::ImageW
                  who.size() > 3 ? fmt::format("{}, {} and {} more", who[0], who[1], who.size() - 2)
                                 : fmt::format("{}", fmt::join(who, ", ")));
         }
+        for (const auto& f : fds)
+            if (is_pipe(f) && key_of(f) == key && (f.open_flags & O_ASYNC))
+                fail("process {} fd {} ({}) asks for SIGIO (O_ASYNC): signal-driven I/O is not supported yet", f.pid,
+                     f.fd, pipe_name(f));
         Buffered b = read_buffered(*first);
         bool direct_any = false, direct_all = true;
         for (const auto& f : fds) {
@@ -191,7 +195,8 @@ std::map<uint32_t, UniqueFd> make_pipes(const image::Image& img, int data_fd) {
             if (fd < 0) fail_errno("cannot open an end of {} for process {} fd {}", what, f.pid, f.fd);
             UniqueFd own(fd);
             int cur = ::fcntl(fd, F_GETFL);
-            int fl = (cur & ~O_NONBLOCK) | static_cast<int>(f.open_flags & O_NONBLOCK);
+            constexpr int kSettable = O_NONBLOCK | O_DIRECT;  // F_SETFL can set O_DIRECT on a pipe, open() cannot
+            int fl = (cur & ~kSettable) | static_cast<int>(f.open_flags & kSettable);
             if (cur < 0 || ::fcntl(fd, F_SETFL, fl) != 0)
                 fail_errno("cannot set the flags of {} for process {} fd {}", what, f.pid, f.fd);
             out.emplace(f.file_id, std::move(own));

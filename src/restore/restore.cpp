@@ -202,6 +202,8 @@ pid_t clone_with_pid(pid_t pid, int exit_signal) {
 
 [[noreturn]] void process_main(const TreeSetup& s, const image::Process& proc, int created_w);
 
+const std::vector<image::Process>& img_processes(const TreeSetup& s) { return s.img->processes; }
+
 // Creates the children of `parent` one after the other, each done with its own session,
 // group and children before the next: a process joining a group finds its leader there.
 void create_children(const TreeSetup& s, int parent) {
@@ -223,6 +225,14 @@ void create_children(const TreeSetup& s, int parent) {
         while (n < 0 && errno == EINTR);
         ::close(p[0]);
         if (n != 1) fail("process {} failed while being created", c->pid);
+        if (c->zombie) {
+            // Its exit reaches ckpt (its tracer) first; once ckpt lets go of it, it is ours to
+            // wait for. Waiting here makes its SIGCHLD come while SIGCHLD is still ignored
+            // (ckpt's code), so that the program does not get one more than it had.
+            siginfo_t si;
+            while (::waitid(P_PID, static_cast<id_t>(c->pid), &si, WEXITED | WNOWAIT) != 0)
+                if (errno != EINTR) fail_errno("cannot see zombie {} exit", c->pid);
+        }
     }
 }
 
@@ -238,12 +248,18 @@ void create_children(const TreeSetup& s, int parent) {
             ::close(s.go_r);
         }
         const image::Image& img = *s.img;
+        // The parent's session and group (whatever the root got: ckpt's, unless it led its
+        // own) are inherited; only what this process started itself, or a group it joined,
+        // is made again.
+        const image::Process* parent = nullptr;
+        for (const auto& p : img_processes(s))
+            if (p.pid == proc.ppid && !is_root) parent = &p;
         if (!(is_root && s.opts.shell_job)) {
             if (proc.sid == pid) {
                 if (::setsid() < 0) fail_errno("cannot become a session leader");
             } else if (proc.pgid == pid) {
                 if (::setpgid(0, 0) < 0) fail_errno("cannot make a process group");
-            } else if (!is_root && proc.pgid != ::getpgrp()) {
+            } else if (parent && proc.pgid != parent->pgid) {
                 if (::setpgid(0, proc.pgid) < 0) fail_errno("cannot join process group {}", proc.pgid);
             }
         }
@@ -378,11 +394,30 @@ class TreeGuard {
         // there: kill, then keep letting everything go until nothing is left to reap.
         for (pid_t p : pids_) ::kill(p, SIGKILL);
         for (pid_t p : pids_) ::ptrace(PTRACE_CONT, p, nullptr, nullptr);
+        // Everything that reports is ours: a tracee, the root, or an orphan of the tree handed
+        // to us as subreaper; what still lives is killed too. Bounded: never hang here.
         int st;
-        for (;;) {
-            pid_t r = ::waitpid(-1, &st, __WALL);
+        for (int idle = 0; idle < 5000;) {
+            pid_t r = ::waitpid(-1, &st, __WALL | WNOHANG);
             if (r < 0 && errno == EINTR) continue;
-            if (r < 0) break;
+            if (r < 0) break;  // no child or tracee left
+            if (r == 0) {
+                // Live orphans of the tree are our children now: kill them as well.
+                std::string kids;
+                try {
+                    kids = read_file("/proc/thread-self/children");
+                } catch (const Error&) {
+                }
+                for (size_t i = 0; i < kids.size();) {
+                    pid_t k = static_cast<pid_t>(std::strtol(kids.c_str() + i, nullptr, 10));
+                    if (k > 0) ::kill(k, SIGKILL);
+                    size_t sp = kids.find(' ', i);
+                    i = sp == std::string::npos ? kids.size() : sp + 1;
+                }
+                ::usleep(1000);
+                ++idle;
+                continue;
+            }
             if (!WIFEXITED(st) && !WIFSIGNALED(st)) {
                 ::kill(r, SIGKILL);
                 ::ptrace(PTRACE_CONT, r, nullptr, nullptr);
@@ -496,8 +531,9 @@ void wait_for_orphan_zombies(const std::vector<pid_t>& ids) {
             } catch (const Error&) {
                 continue;
             }
-            auto st = proc::parse_stat(stat);
-            if (st.state == 'Z' && st.ppid == 1) return true;
+            // Its parent will reap it (pid 1 or a subreaper does so lazily, after a dump killed
+            // the tree); if it does not, the check after this wait says so.
+            if (proc::parse_stat(stat).state == 'Z') return true;
         }
         return false;
     };
@@ -626,6 +662,7 @@ int restore(const RestoreOptions& opts) {
         pid_t tid;
         tracer::StopStatus st = tracer::wait_any(tid);
         guard.add(tid);
+        reports.drain();  // so that reports of a big tree never fill the pipe
         if (st.exited) {
             // A zombie's exit reaches its tracer first; waiting for it hands it to its parent.
             if (zombies_left.erase(tid)) continue;
@@ -713,10 +750,13 @@ int restore(const RestoreOptions& opts) {
         // stop on its way out of the kernel once released, before running any program code.
         if (was_stopped(img, p) && ::kill(p, SIGSTOP) != 0) fail_errno("cannot stop pid {} again", p);
     }
+    // Nothing can fail from here: a thread that died meanwhile (ESRCH) has its process's
+    // fate (a group exit); every other thread goes.
+    guard.release();
     for (const auto& [p, ts] : tids)
         for (pid_t tid : ts)
-            if (::ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0) fail_errno("cannot release thread {}", tid);
-    guard.release();
+            if (::ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0 && errno != ESRCH)
+                log::error("cannot release thread {} of pid {}: {}", tid, p, errno_text(errno));
     auto t_done = Clock::now();
     if (opts.print_stats) {
         auto ms = [](auto a, auto b) { return std::chrono::duration<double, std::milli>(b - a).count(); };

@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/interrupt.h"
 #include "common/log.h"
 #include "tracer/proc_parse.h"
 #include "tracer/ptrace.h"
@@ -121,7 +122,13 @@ FrozenProcess::FrozenProcess(pid_t pid) : pid_(pid) {
 
 void FrozenProcess::wait_frozen(pid_t tid) {
     for (;;) {
-        StopStatus st = wait_tid(tid);
+        // A thread in vfork() waits for its child's exec or exit in a sleep that
+        // PTRACE_INTERRUPT does not break: do not wait for it for ever.
+        StopStatus st = wait_tid_for(tid, 10000);
+        if (st.timed_out)
+            fail("thread {} of process {} did not stop within 10 s (a vfork() waiting for its child's exec?)", tid,
+                 pid_);
+        interrupt::check();
         if (st.exited) {
             std::erase_if(threads_, [&](const FrozenThread& t) { return t.tid == tid; });
             if (tid == pid_) fail("process {} exited while being frozen", pid_);

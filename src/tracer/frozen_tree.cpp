@@ -1,6 +1,7 @@
 #include "tracer/frozen_tree.h"
 
 #include <dirent.h>
+#include <signal.h>
 #include <linux/kcmp.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -26,7 +27,8 @@ std::vector<pid_t> children_of(pid_t pid) {
     std::set<pid_t> out;
     std::string dir = fmt::format("/proc/{}/task", pid);
     DIR* d = ::opendir(dir.c_str());
-    if (!d) return {};
+    // Frozen processes do not go away: missing children would be left out of the image.
+    if (!d) fail_errno("cannot list the threads of process {} to find its children", pid);
     while (dirent* e = ::readdir(d)) {
         if (e->d_name[0] == '.') continue;
         std::string text;
@@ -114,7 +116,23 @@ void FrozenTree::add(pid_t pid, pid_t parent) {
     };
     auto st = stat_of(pid);
     if (!st) return;  // gone (reaped) before we looked
-    if (st->state == 'Z' || st->state == 'X') return zombie(*st);
+    if (st->state == 'Z' || st->state == 'X') {
+        // /proc shows a process whose main thread exited as a zombie while others still run.
+        std::string dir = fmt::format("/proc/{}/task", pid);
+        if (DIR* d = ::opendir(dir.c_str())) {
+            size_t live = 0;
+            while (dirent* e = ::readdir(d)) {
+                if (e->d_name[0] == '.') continue;
+                auto t = stat_of(static_cast<pid_t>(std::atoi(e->d_name)));
+                if (t && t->state != 'Z' && t->state != 'X') ++live;
+            }
+            ::closedir(d);
+            if (live > 0)
+                fail("process {}: its main thread has exited while {} other thread(s) still run: not supported yet",
+                     pid, live);
+        }
+        return zombie(*st);
+    }
     refuse_vfork(pid);
     try {
         procs_.push_back(std::make_unique<FrozenProcess>(pid));
@@ -139,10 +157,17 @@ std::vector<pid_t> FrozenTree::pids() const {
 }
 
 void FrozenTree::kill_on_release() {
+    kill_ = true;
     for (auto& p : procs_) p->kill_on_release();
 }
 
 void FrozenTree::release() {
+    // All at once, while every process is still frozen: if ckpt dies meanwhile, none of
+    // them runs on beside a complete image.
+    if (released_) return;
+    released_ = true;
+    if (kill_)
+        for (auto& p : procs_) ::kill(p->pid(), SIGKILL);
     // Leaves first: a parent released before its children could run and see them frozen.
     for (auto it = procs_.rbegin(); it != procs_.rend(); ++it) (*it)->release();
 }

@@ -49,6 +49,7 @@ class FrozenTree {
     std::vector<Zombie> zombies_;
     std::vector<std::pair<pid_t, pid_t>> order_;  // (pid, ppid) of live and zombie, tree order
     bool kill_ = false;
+    bool released_ = false;
 };
 
 }  // namespace ckpt::tracer
