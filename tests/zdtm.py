@@ -111,6 +111,7 @@ TESTS = {
     "tree_sigchld": {},
     "tree_fifo": {},
     "tree_cow": {},
+    "tree_shm_child": {},
 }
 
 DEFAULTS = {"prog": None, "args": [], "pty": False, "input": None, "wait_file": None, "ready_timeout": 10,

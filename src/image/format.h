@@ -396,9 +396,10 @@ struct Vma {
     // reproduces is also in flags/advice; "mw" tells how a shared file mapping's file was opened.
     std::string vmflags;
     std::vector<GuardRange> guards;  // only in a VMA whose VmFlags show "gu"
-    // Shared anonymous memory (kind Anon, MAP_SHARED) is one object per (dev, ino), maybe
-    // mapped by several processes: file.size is the object's size, and its pages are stored
-    // once, with the VMA of process `content_pid` (0: this one's own pages).
+    // Shared anonymous memory (kind Anon, MAP_SHARED) is one object per (file.dev,
+    // file.ino), maybe mapped by several processes, file.size bytes: its content is stored
+    // once, like an unlinked file's (data_offset, checksum, extents), with the first VMA
+    // that maps it; every other VMA of the object has that VMA's pid in `content_pid`.
     int32_t content_pid = 0;
     // Private memory still shared copy-on-write with the parent (fork() and neither wrote
     // it since): 1 if the parent's VMA at the same address is taken over at restore, as

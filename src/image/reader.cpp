@@ -214,7 +214,7 @@ Image read_image(const std::string& dir) {
             fail("{} is corrupt: the bytes of the pipe behind fd {} (pid {}) point outside data.img", dir, fd.fd,
                  fd.pid);
     for (const auto& v : img.vmas)
-        if (v.unlinked)
+        if (v.unlinked || (v.kind == VmaKind::Anon && (v.flags & MAP_SHARED) && v.content_pid == 0))
             check_content(v.file.size, v.data_offset, v.extents, img.end.data_size, dir,
                           fmt::format("the mapping at {:#x}", v.start));
     return img;
@@ -261,9 +261,11 @@ void verify_data(const std::string& dir, const Image& img) {
                 bad = fmt::format("bytes buffered in the pipe behind fd {} (pid {})", fd.fd, fd.pid);
         }
         for (const auto& v : img.vmas) {
-            if (bad.empty() && v.unlinked &&
+            bool shared_memory = v.kind == VmaKind::Anon && (v.flags & MAP_SHARED) && v.content_pid == 0;
+            if (bad.empty() && (v.unlinked || shared_memory) &&
                 XXH3_64bits(base + v.data_offset, stored_bytes(v.extents)) != v.checksum)
-                bad = fmt::format("content of the deleted file mapped at {:#x} (pid {})", v.start, v.pid);
+                bad = fmt::format("content of the {} mapped at {:#x} (pid {})",
+                                  shared_memory ? "shared memory" : "deleted file", v.start, v.pid);
         }
     }
     ::munmap(p, img.end.data_size);

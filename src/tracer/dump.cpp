@@ -283,7 +283,7 @@ void dump(const DumpOptions& opts) {
         auto pids = tree.pids();
         files::dump_pipes(fds, std::set<pid_t>(pids.begin(), pids.end()), out);
     }
-    share_anon_objects(tree_vmas);
+    save_shared_memory(tree_vmas, out);
     fault::point("files");
 
     MemoryStats mstats;

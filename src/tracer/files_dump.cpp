@@ -40,17 +40,8 @@ std::vector<int> list_fds(pid_t pid) {
     return fds;
 }
 
-// The content of a deleted file as saved in data.img.
-struct SavedContent {
-    uint64_t size = 0;  // smaller than the file's if it shrank while being read
-    uint64_t data_offset = 0;
-    uint64_t checksum = 0;  // XXH3-64 of the stored bytes
-    std::vector<image::FileExtent> extents;
-};
+}  // namespace
 
-// Copies the data ranges of a deleted file into data.img. Holes are skipped (SEEK_DATA /
-// SEEK_HOLE) and recorded as the gaps between extents, so a sparse file stays small in the
-// image and comes back sparse. `what` names the file in errors.
 SavedContent save_content(int f, uint64_t size, const std::string& what, image::ImageWriter& out) {
     SavedContent c;
     c.size = size;
@@ -91,6 +82,8 @@ SavedContent save_content(int f, uint64_t size, const std::string& what, image::
     c.checksum = XXH3_64bits_digest(h);
     return c;
 }
+
+namespace {
 
 // A file whose name was removed while open: no links at all, or (when another hard link
 // still exists) /proc shows "(deleted)" and that name leads to no such inode. Its other

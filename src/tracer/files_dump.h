@@ -10,6 +10,19 @@
 
 namespace ckpt::tracer {
 
+// The content of a file (deleted, or a shared memory object) as saved in data.img.
+struct SavedContent {
+    uint64_t size = 0;  // smaller than the file's if it shrank while being read
+    uint64_t data_offset = 0;
+    uint64_t checksum = 0;  // XXH3-64 of the stored bytes
+    std::vector<image::FileExtent> extents;
+};
+
+// Copies the data ranges of the file behind `f` into data.img. Holes are skipped
+// (SEEK_DATA / SEEK_HOLE) and recorded as the gaps between extents, so a sparse file stays
+// small in the image and comes back sparse. `what` names the file in errors.
+SavedContent save_content(int f, uint64_t size, const std::string& what, image::ImageWriter& out);
+
 // Reads /proc/PID/fd and fdinfo. The content of files unlinked while open is appended to
 // data.img. Descriptor kinds not supported yet are refused with the fd and the reason.
 std::vector<image::Fd> dump_files(pid_t pid, image::ImageWriter& out);

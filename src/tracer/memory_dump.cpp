@@ -17,6 +17,7 @@
 #include "common/interrupt.h"
 #include "common/log.h"
 #include "tracer/file_identity.h"
+#include "tracer/files_dump.h"
 #include "tracer/fault.h"
 #include "tracer/page_scan.h"
 #include "tracer/proc_parse.h"
@@ -108,6 +109,9 @@ bool page_wanted(const Vma& v, uint64_t pm) {
         case VmaKind::File:
             if (v.flags & MAP_SHARED) return false;  // the file holds it
             return (pm & kPmSwapped) || ((pm & kPmPresent) && !(pm & kPmFile));
+        case VmaKind::Anon:
+            if (v.flags & MAP_SHARED) return false;  // saved whole, once (save_shared_memory)
+            return (pm & kPmSwapped) || ((pm & kPmPresent) && !(pm & kPmFile));
         default: return (pm & (kPmPresent | kPmSwapped)) != 0;
     }
 }
@@ -139,7 +143,6 @@ std::vector<Span> candidate_spans(pid_t pid, std::vector<Vma>& vmas) {
         Vma& v = vmas[i];
         const bool guarded = has_guard_regions(v);
         if (!guarded && !page_wanted(v, kPmPresent | kPmSwapped)) continue;  // whole kinds with no data
-        if (v.content_pid != 0 && !guarded) continue;  // another process's VMA stores this memory
         auto usage = resident.find(v.start);
         if (!guarded && usage != resident.end() && usage->second == 0) continue;
         scanner.scan(v.start, v.end, [&](uint64_t a, uint64_t n, uint64_t bits) {
@@ -353,43 +356,28 @@ std::vector<Vma> collect_vmas(pid_t pid) {
     return out;
 }
 
-void share_anon_objects(std::vector<std::vector<Vma>*>& tree) {
-    // Per object, the ranges (in object offsets) whose pages some earlier VMA stores.
-    struct Stored {
-        int32_t pid;
-        std::vector<std::pair<uint64_t, uint64_t>> ranges;
-    };
-    std::map<std::pair<uint64_t, uint64_t>, Stored> objects;
+void save_shared_memory(std::vector<std::vector<Vma>*>& tree, image::ImageWriter& out) {
+    std::map<std::pair<uint64_t, uint64_t>, int32_t> stored;  // object -> the pid whose VMA holds it
     for (auto* vmas : tree) {
-        std::vector<std::pair<std::pair<uint64_t, uint64_t>, std::pair<uint64_t, uint64_t>>> mine;
         for (auto& v : *vmas) {
             if (v.kind != VmaKind::Anon || !(v.flags & MAP_SHARED)) continue;
-            std::pair<uint64_t, uint64_t> key{v.file.dev, v.file.ino}, range{v.pgoff, v.pgoff + (v.end - v.start)};
-            auto it = objects.find(key);
-            if (it != objects.end() && it->second.pid != v.pid) {
-                // Covered by the union of what is stored already? (ranges sorted, merged)
-                uint64_t at = range.first;
-                for (const auto& [a, b] : it->second.ranges)
-                    if (a <= at && b > at) at = b;
-                if (at >= range.second) {
-                    v.content_pid = it->second.pid;
-                    continue;
-                }
+            auto key = std::make_pair(v.file.dev, v.file.ino);
+            if (auto it = stored.find(key); it != stored.end()) {
+                v.content_pid = it->second;
+                continue;
             }
-            mine.push_back({key, range});
-        }
-        for (const auto& [key, range] : mine) {
-            auto& o = objects.try_emplace(key, Stored{(*vmas).front().pid, {}}).first->second;
-            o.ranges.push_back(range);
-            std::sort(o.ranges.begin(), o.ranges.end());
-            std::vector<std::pair<uint64_t, uint64_t>> merged;
-            for (const auto& r : o.ranges) {
-                if (!merged.empty() && r.first <= merged.back().second)
-                    merged.back().second = std::max(merged.back().second, r.second);
-                else
-                    merged.push_back(r);
-            }
-            o.ranges = std::move(merged);
+            std::string link = fmt::format("/proc/{}/map_files/{:x}-{:x}", v.pid, v.start, v.end);
+            UniqueFd f(::open(link.c_str(), O_RDONLY | O_CLOEXEC));
+            if (!f) fail_errno("process {}: cannot open its shared memory at {:#x}", v.pid, v.start);
+            struct stat st;
+            if (::fstat(f.get(), &st) != 0) fail_errno("process {}: cannot stat its shared memory at {:#x}", v.pid, v.start);
+            SavedContent c = save_content(f.get(), static_cast<uint64_t>(st.st_size),
+                                          fmt::format("shared memory at {:#x} of process {}", v.start, v.pid), out);
+            v.data_offset = c.data_offset;
+            v.checksum = c.checksum;
+            v.extents = std::move(c.extents);
+            v.stored_pages = image::stored_bytes(v.extents) / kPage;
+            stored.emplace(key, v.pid);
         }
     }
 }

@@ -16,10 +16,11 @@ namespace ckpt::tracer {
 // Reads maps and smaps; refuses mappings that cannot be restored yet, with the reason.
 std::vector<image::Vma> collect_vmas(pid_t pid);
 
-// Shared anonymous memory mapped by several processes of a tree (fork() shares it): the
-// first process (in tree order) stores its pages; a later VMA whose part of the object is
-// all stored already gets content_pid and stores nothing. `tree` is every process's VMAs.
-void share_anon_objects(std::vector<std::vector<image::Vma>*>& tree);
+// Shared anonymous memory (maybe mapped by several processes of a tree: fork() shares it)
+// is saved whole, once per object, read by ckpt through /proc/PID/map_files (holes
+// skipped): with the first VMA that maps it; every other VMA of it gets content_pid.
+// `tree` is every process's VMAs.
+void save_shared_memory(std::vector<std::vector<image::Vma>*>& tree, image::ImageWriter& out);
 
 struct MemoryStats {
     uint64_t pages_candidate = 0;  // present or swapped pages that could hold data

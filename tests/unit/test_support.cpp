@@ -213,6 +213,11 @@ SampleImage write_sample_image(const std::string& dir, unsigned variant, image::
                        VmaKind::Anon, "/dev/zero (deleted)"));
     vmas.back().dev = 1;
     vmas.back().ino = 1148;
+    vmas.back().file.dev = 1;
+    vmas.back().file.ino = 1148;
+    vmas.back().file.size = 8192;
+    vmas.back().data_offset = kDataHeaderSize;  // its content: empty (never written)
+    vmas.back().checksum = XXH3_64bits(nullptr, 0);
     vmas.push_back(vma(pid, 0x21000000, 0x21002000, PROT_READ, MAP_PRIVATE, VmaKind::File,
                        "/tmp/dir with spaces/my file (1).bin"));
     vmas.back().pgoff = 4096;
