@@ -21,6 +21,7 @@
 #include "common/fs.h"
 #include "tracer/ptrace.h"
 #include "tracer/proc_parse.h"
+#include "tracer/smaps_cache.h"
 #include "tracer/frozen_tree.h"
 #include <linux/kcmp.h>
 #include <sys/syscall.h>
@@ -513,7 +514,7 @@ class Audit {
     void vmas() {
         std::string maps = read_file(fmt::format("/proc/{}/maps", pid_));
         auto entries = proc::parse_maps(maps);
-        auto flags = proc::parse_smaps_vmflags(read_file(fmt::format("/proc/{}/smaps", pid_)));
+        auto flags = proc::parse_smaps_vmflags(frozen_smaps(pid_));
         for (const auto& m : entries) {
             if (is_kernel_mapping(m.path)) continue;
             auto it = flags.find(m.start);

@@ -29,6 +29,7 @@
 #include "tracer/files_dump.h"
 #include "tracer/frozen_tree.h"
 #include "tracer/shared_files.h"
+#include "tracer/smaps_cache.h"
 #include "files/pipe.h"
 #include "tracer/gadgets.h"
 #include "tracer/memory_dump.h"
@@ -242,6 +243,9 @@ void collect_inside(DumpedProcess& d, image::ImageWriter& out, MemoryStats& msta
 
 void dump(const DumpOptions& opts) {
     auto t_start = Clock::now();
+    struct ForgetSmaps {
+        ~ForgetSmaps() { forget_frozen_smaps(); }
+    } forget_smaps;
     // Before the target is touched: the image directory is locked and checked first, and
     // released last.
     image::ImageWriter out(opts.dir, opts.overwrite ? image::Existing::Replace : image::Existing::Refuse);

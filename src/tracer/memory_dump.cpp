@@ -21,6 +21,7 @@
 #include "tracer/fault.h"
 #include "tracer/page_scan.h"
 #include "tracer/proc_parse.h"
+#include "tracer/smaps_cache.h"
 #include "tracer/vma_flags.h"
 
 namespace ckpt::tracer {
@@ -138,7 +139,7 @@ std::vector<Span> candidate_spans(pid_t pid, std::vector<Vma>& vmas) {
     std::vector<Span> spans;
     // A reservation of terabytes (JVMs, Go, sanitizers) holding no page at all is skipped
     // without a look: smaps says so.
-    auto resident = proc::parse_smaps_resident_kb(read_file(fmt::format("/proc/{}/smaps", pid)));
+    auto resident = proc::parse_smaps_resident_kb(frozen_smaps(pid));
     for (size_t i = 0; i < vmas.size(); ++i) {
         Vma& v = vmas[i];
         const bool guarded = has_guard_regions(v);
@@ -335,7 +336,7 @@ class RunBuilder {
 
 std::vector<Vma> collect_vmas(pid_t pid) {
     auto maps = proc::parse_maps(read_file(fmt::format("/proc/{}/maps", pid)));
-    auto vmflags = proc::parse_smaps_vmflags(read_file(fmt::format("/proc/{}/smaps", pid)));
+    auto vmflags = proc::parse_smaps_vmflags(frozen_smaps(pid));
     std::vector<Vma> out;
     out.reserve(maps.size());
     for (const auto& m : maps) {
