@@ -24,10 +24,8 @@ A dump takes the program with all its descendants (its tree).
                squares each counter value in a worker (pool.apply), the parent checks the
                result and appends the value: two workers, pipes between them and the parent
                (Pool's queues), and Pool's locks, POSIX semaphores that live in unlinked
-               /dev/shm files mapped by every process. ckpt refuses the last today (a
-               deleted file shared between processes, docs/audit.md), so this checks that the
-               refusal is clean and leaves the whole tree unharmed; once ckpt accepts it, the
-               full run below applies
+               /dev/shm files mapped by every process (ckpt recreates such a deleted file
+               once for the whole tree, so the semaphores stay shared)
   perl         select(undef, undef, undef, 0.01) between appends
   node         setInterval(..., 10) with fs.appendFileSync
   java         a class compiled at test time with javac; Thread.sleep(10) between appends

@@ -134,6 +134,8 @@ void premap_memory(const TreeSetup& s, int pid) {
         }
         for (const auto& r : img.page_runs) {
             if (r.pid != pid || r.addr < v.start || r.addr >= v.end) continue;
+            if (r.nr_pages > (v.end - r.addr) / image::kPageSize)
+                fail("image is corrupt: the page run at {:#x} of process {} crosses the end of its mapping", r.addr, pid);
             if (!data) data = image::open_data(s.opts.dir);
             auto* to = reinterpret_cast<char*>(pm.addr + (r.addr - v.start));
             ::madvise(to, r.nr_pages * image::kPageSize, MADV_POPULATE_WRITE);  // one fault, not one per page
@@ -292,7 +294,6 @@ void create_children(const TreeSetup& s, int parent) {
         exe_fd = lift_fd(exe_fd, floor);
 
         FilesOptions fo{s.opts.dir, s.opts.shell_job, shell_tty, data_fd};
-        UnlinkedFiles unlinked(img, pid, fo);  // deleted files, for mappings and fds alike
         std::vector<int> vma_fds;
         std::vector<int> close_fds = {data_fd, exe_fd, err_w};
         std::map<std::string, int> opened;
@@ -319,7 +320,7 @@ void create_children(const TreeSetup& s, int parent) {
                                          : v.path + (rw ? "\1" : "");
             auto it = opened.find(key);
             if (it == opened.end()) {
-                int fd = v.unlinked ? unlinked.open_mapping(v)
+                int fd = v.unlinked ? ::fcntl(s.pool->deleted_mapping_fd(v), F_DUPFD_CLOEXEC, 0)
                                     : ::open(v.path.c_str(), (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
                 if (fd < 0) fail_errno("cannot open mapped file {}", v.path);
                 fd = lift_fd(fd, floor);
@@ -333,7 +334,6 @@ void create_children(const TreeSetup& s, int parent) {
         // Close everything else, then open the program's descriptors at their numbers.
         for (int fd = 0; fd < floor; ++fd) ::close(fd);
         std::vector<int> keep = close_fds;
-        for (int fd : unlinked.held_fds()) keep.push_back(fd);
         for (int fd : s.pool->fds()) keep.push_back(fd);
         std::sort(keep.begin(), keep.end());
         int next = floor;
@@ -343,7 +343,7 @@ void create_children(const TreeSetup& s, int parent) {
         }
         ::syscall(SYS_close_range, next, ~0u, 0);
 
-        restore_fd_table(img, pid, fo, unlinked, *s.pool);
+        restore_fd_table(img, pid, fo, *s.pool);
         for (int fd : s.pool->fds()) ::close(fd);  // this process's copies; the pool object is ckpt's
         if (proc.root != "/") fail("restoring a process with a changed root ({}) is not supported yet", proc.root);
         if (::chdir(proc.cwd.c_str()) != 0) fail_errno("cannot change to working directory {}", proc.cwd);

@@ -31,11 +31,12 @@ void place(int fd, int target, const image::Fd& rec) {
 }  // namespace
 
 UnlinkedFiles::UnlinkedFiles(const image::Image& img, int pid, const FilesOptions& opts)
-    : img_(img), pid_(pid), opts_(opts), floor_(std::max(max_image_fd(img, pid) + 1, 3)) {}
+    : img_(img), pid_(pid), opts_(opts),
+      floor_(pid == kAllProcesses ? pool_floor(img) : std::max(max_image_fd(img, pid) + 1, 3)) {}
 
 int UnlinkedFiles::open_fd(const image::Fd& rec) {
-    if (!ready_.count(rec.fd)) recreate(rec.file.dev, rec.file.ino);
-    auto it = ready_.find(rec.fd);
+    if (!ready_.count(rec.file_id)) recreate(rec.file.dev, rec.file.ino);
+    auto it = ready_.find(rec.file_id);
     if (it == ready_.end()) fail("unlinked file {} of fd {} was not recreated", rec.path, rec.fd);
     return it->second.release();
 }
@@ -70,11 +71,13 @@ void UnlinkedFiles::recreate(uint64_t dev, uint64_t ino) {
     std::vector<const image::Fd*> fds;
     std::vector<const image::Vma*> vmas;
     for (const auto& r : img_.fds)
-        if (r.pid == pid_ && r.kind == image::FdKind::Unlinked && r.dup_of < 0 && r.file.dev == dev &&
+        if ((pid_ == kAllProcesses || r.pid == pid_) && r.kind == image::FdKind::Unlinked && r.dup_of < 0 &&
+            r.file.dev == dev &&
             r.file.ino == ino)
             fds.push_back(&r);
     for (const auto& v : img_.vmas)
-        if (v.pid == pid_ && v.unlinked && v.file.dev == dev && v.file.ino == ino) vmas.push_back(&v);
+        if ((pid_ == kAllProcesses || v.pid == pid_) && v.unlinked && v.file.dev == dev && v.file.ino == ino)
+            vmas.push_back(&v);
     auto strip = [](std::string p) {
         if (p.ends_with(kDeletedSuffix)) p.resize(p.size() - kDeletedSuffix.size());
         return p;
@@ -140,7 +143,8 @@ void UnlinkedFiles::recreate(uint64_t dev, uint64_t ino) {
     try {
         fill(tmp.get(), src.path, src.size, src.data_offset, *src.extents, *src.file);
         for (const image::Fd* r : fds)
-            ready_[r->fd].reset(open_as(r->path, static_cast<int>(r->open_flags & ~kNotReopenable)));
+            if (!ready_.count(r->file_id))  // one open file description, however many hold it
+                ready_[r->file_id].reset(open_as(r->path, static_cast<int>(r->open_flags & ~kNotReopenable)));
         for (const image::Vma* v : vmas)
             if (!mappings_.count(mapping_key(*v))) mappings_[mapping_key(*v)].reset(open_as(strip(v->path), O_RDWR));
     } catch (...) {
@@ -238,8 +242,7 @@ int open_description(const image::Fd& rec, const FilesOptions& opts) {
     return fd;
 }
 
-void restore_fd_table(const image::Image& img, int pid, const FilesOptions& opts, UnlinkedFiles& unlinked,
-                      const SharedPool& pool) {
+void restore_fd_table(const image::Image& img, int pid, const FilesOptions& opts, const SharedPool& pool) {
     for (const auto& rec : img.fds) {
         if (rec.pid != pid) continue;
         if (rec.dup_of >= 0) {
@@ -253,15 +256,12 @@ void restore_fd_table(const image::Image& img, int pid, const FilesOptions& opts
             fd = ::fcntl(shared, F_DUPFD_CLOEXEC, 0);
             if (fd < 0) fail_errno("cannot take fd {} ({}) from the shared descriptions", rec.fd, rec.path);
         } else if (rec.kind == image::FdKind::Unlinked) {
-            fd = unlinked.open_fd(rec);
-            if (::lseek(fd, static_cast<off_t>(rec.pos), SEEK_SET) < 0)
-                fail_errno("cannot seek fd {} ({}) to {}", rec.fd, rec.path, rec.pos);
+            fail("process {} fd {}: the deleted file {} was not recreated", pid, rec.fd, rec.path);
         } else {
             fd = open_description(rec, opts);
         }
         place(fd, rec.fd, rec);
     }
-    unlinked.close_all();
 }
 
 }  // namespace ckpt::restore

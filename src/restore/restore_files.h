@@ -25,6 +25,8 @@ struct FilesOptions {
 // out or holds sits above the image's fd numbers.
 class UnlinkedFiles {
   public:
+    // pid kAllProcesses: the files of every process of the image (the shared pool's).
+    static constexpr int kAllProcesses = 0;
     UnlinkedFiles(const image::Image& img, int pid, const FilesOptions& opts);
 
     // For an Fd record of kind Unlinked: an fd opened with its flags; the caller owns it.
@@ -47,7 +49,7 @@ class UnlinkedFiles {
     int pid_;
     const FilesOptions& opts_;
     int floor_;
-    std::map<int, UniqueFd> ready_;                 // by the image's fd number, not yet placed
+    std::map<uint32_t, UniqueFd> ready_;            // by file_id (open file description), not yet placed
     std::map<std::string, UniqueFd> mappings_;      // by mapping_key
 };
 
@@ -58,10 +60,9 @@ class SharedPool;
 int open_description(const image::Fd& rec, const FilesOptions& opts);
 
 // Opens every descriptor of process `pid` at its number with its flags and offset (those
-// whose description is in `pool` from there), then closes what `unlinked` still holds.
-// Descriptors ckpt still needs must already sit above every number the image uses.
-void restore_fd_table(const image::Image& img, int pid, const FilesOptions& opts, UnlinkedFiles& unlinked,
-                      const SharedPool& pool);
+// whose description is in `pool`, deleted files among them, from there). Descriptors ckpt
+// still needs must already sit above every number the image uses.
+void restore_fd_table(const image::Image& img, int pid, const FilesOptions& opts, const SharedPool& pool);
 
 // The highest fd number the image uses (-1 if none).
 int max_image_fd(const image::Image& img, int pid);

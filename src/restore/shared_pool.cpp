@@ -60,11 +60,24 @@ SharedPool::SharedPool(const image::Image& img, const FilesOptions& opts, int fl
     std::map<uint32_t, std::set<int32_t>> holders;
     for (const auto& f : img.fds) holders[f.file_id].insert(f.pid);
     for (auto& [id, fd] : files::make_pipes(img, opts.data_fd)) files_[id].reset(lift(fd.release()));
+    // Deleted files: recreated once for the whole tree, so that processes holding or mapping
+    // one (a multiprocessing semaphore in /dev/shm) share it again.
+    UnlinkedFiles unlinked(img, UnlinkedFiles::kAllProcesses, opts);
     for (const auto& f : img.fds) {
-        if (f.dup_of >= 0 || f.kind == image::FdKind::Pipe || f.kind == image::FdKind::Fifo || holders[f.file_id].size() < 2 || files_.count(f.file_id))
-            continue;
-        if (f.kind == image::FdKind::Unlinked)
-            fail("process {} fd {}: a deleted file shared between processes cannot be restored", f.pid, f.fd);
+        if (f.kind != image::FdKind::Unlinked || f.dup_of >= 0 || files_.count(f.file_id)) continue;
+        UniqueFd fd(lift(unlinked.open_fd(f)));
+        if (::lseek(fd.get(), static_cast<off_t>(f.pos), SEEK_SET) < 0)
+            fail_errno("cannot seek fd {} ({}) of process {} to {}", f.fd, f.path, f.pid, f.pos);
+        files_[f.file_id] = std::move(fd);
+    }
+    for (const auto& v : img.vmas) {
+        if (!v.unlinked) continue;
+        std::string key = fmt::format("{}:{}:{}", v.file.dev, v.file.ino, v.path);
+        if (!deleted_maps_.count(key)) deleted_maps_[key].reset(lift(unlinked.open_mapping(v)));
+    }
+    unlinked.close_all();
+    for (const auto& f : img.fds) {
+        if (f.dup_of >= 0 || holders[f.file_id].size() < 2 || files_.count(f.file_id)) continue;
         files_[f.file_id].reset(lift(open_description(f, opts)));
     }
     std::map<std::pair<uint64_t, uint64_t>, std::pair<uint64_t, bool>> objects;  // size, noreserve
@@ -98,6 +111,11 @@ int SharedPool::fd_for(uint32_t file_id) const {
     return it == files_.end() ? -1 : it->second.get();
 }
 
+int SharedPool::deleted_mapping_fd(const image::Vma& v) const {
+    auto it = deleted_maps_.find(fmt::format("{}:{}:{}", v.file.dev, v.file.ino, v.path));
+    return it == deleted_maps_.end() ? -1 : it->second.get();
+}
+
 int SharedPool::memory_fd(const image::Vma& v) const {
     auto it = memory_.find({v.file.dev, v.file.ino});
     return it == memory_.end() ? -1 : it->second.get();
@@ -107,12 +125,14 @@ std::vector<int> SharedPool::fds() const {
     std::vector<int> out;
     for (const auto& [k, fd] : files_) out.push_back(fd.get());
     for (const auto& [k, fd] : memory_) out.push_back(fd.get());
+    for (const auto& [k, fd] : deleted_maps_) out.push_back(fd.get());
     return out;
 }
 
 void SharedPool::close_all() {
     files_.clear();
     memory_.clear();
+    deleted_maps_.clear();
 }
 
 }  // namespace ckpt::restore

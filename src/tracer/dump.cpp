@@ -272,17 +272,15 @@ void dump(const DumpOptions& opts) {
     fault::point("collect");
 
     std::vector<image::Fd> fds;
-    std::vector<image::Vma> all_vmas;
     std::vector<std::vector<image::Vma>*> tree_vmas;
     for (auto& d : procs) {
         if (d.proc.zombie) continue;
         std::vector<image::Fd> mine = dump_files(d.proc.pid, out);
         save_unlinked_mappings(d.proc.pid, d.vmas, mine, out);
         fds.insert(fds.end(), mine.begin(), mine.end());
-        all_vmas.insert(all_vmas.end(), d.vmas.begin(), d.vmas.end());
         tree_vmas.push_back(&d.vmas);
     }
-    assign_file_ids(fds, all_vmas);
+    assign_file_ids(fds);
     {
         auto pids = tree.pids();
         files::dump_pipes(fds, std::set<pid_t>(pids.begin(), pids.end()), out);

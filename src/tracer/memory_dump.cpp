@@ -308,9 +308,11 @@ void drain_pipes(Parasite& parasite, image::ImageWriter& out, uint64_t bytes, ui
 class RunBuilder {
   public:
     RunBuilder(pid_t pid, std::vector<Vma>& vmas) : pid_(pid), vmas_(vmas) {}
+    // A run never crosses into the next VMA (even an adjacent one): restore may fill one VMA
+    // elsewhere than the next (premapped, inherited by children).
     void add_page(size_t vma, uint64_t addr, uint64_t data_off) {
         ++vmas_[vma].stored_pages;
-        if (!runs_.empty()) {
+        if (!runs_.empty() && last_vma_ == vma) {
             auto& r = runs_.back();
             if (r.addr + r.nr_pages * kPage == addr && r.data_offset + r.nr_pages * kPage == data_off) {
                 ++r.nr_pages;
@@ -323,6 +325,7 @@ class RunBuilder {
         r.nr_pages = 1;
         r.data_offset = data_off;
         runs_.push_back(r);
+        last_vma_ = vma;
     }
     std::vector<image::PageRun> take() { return std::move(runs_); }
 
@@ -330,6 +333,7 @@ class RunBuilder {
     pid_t pid_;
     std::vector<Vma>& vmas_;
     std::vector<image::PageRun> runs_;
+    size_t last_vma_ = SIZE_MAX;
 };
 
 }  // namespace

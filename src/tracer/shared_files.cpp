@@ -11,7 +11,7 @@
 
 namespace ckpt::tracer {
 
-void assign_file_ids(std::vector<image::Fd>& fds, const std::vector<image::Vma>& vmas) {
+void assign_file_ids(std::vector<image::Fd>& fds) {
     uint32_t next = 1;
     // The descriptions met so far on each inode: kcmp only among those.
     std::map<std::pair<uint64_t, uint64_t>, std::vector<size_t>> by_inode;
@@ -33,19 +33,6 @@ void assign_file_ids(std::vector<image::Fd>& fds, const std::vector<image::Vma>&
         }
         if (f.file_id == 0) f.file_id = next++;
         seen.push_back(i);
-    }
-    // Deleted files are recreated per process (restore/restore_files.h).
-    std::map<std::pair<uint64_t, uint64_t>, std::set<int32_t>> unlinked;
-    for (const auto& f : fds)
-        if (f.kind == image::FdKind::Unlinked) unlinked[{f.file.dev, f.file.ino}].insert(f.pid);
-    for (const auto& v : vmas)
-        if (v.unlinked) unlinked[{v.file.dev, v.file.ino}].insert(v.pid);
-    for (const auto& [inode, pids] : unlinked) {
-        if (pids.size() < 2) continue;
-        auto it = pids.begin();
-        int32_t a = *it++, b = *it;
-        fail("processes {} and {} both hold a deleted file (inode {}) open or mapped: a deleted file shared "
-             "between processes is not supported yet", a, b, inode.second);
     }
 }
 

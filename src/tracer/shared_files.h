@@ -10,8 +10,6 @@
 namespace ckpt::tracer {
 
 // `fds` holds the records of every process of the tree, each process's dup_of already set.
-// Also refuses what restore cannot share yet: a deleted file open or mapped in several
-// processes (each would get its own copy).
-void assign_file_ids(std::vector<image::Fd>& fds, const std::vector<image::Vma>& vmas);
+void assign_file_ids(std::vector<image::Fd>& fds);
 
 }  // namespace ckpt::tracer
