@@ -7,7 +7,8 @@
  * After SIGTERM: each child checks its own view of the region (exit 10 + index); the root
  * checks its own, and that the region is still physically shared: its smaps entry shows at
  * least 28 MiB Shared_Dirty (without sharing a restore gives every process its own copy,
- * and the root's pages become Private_Dirty).
+ * and the root's pages become Private_Dirty). One read-only page at 31 MiB splits the region
+ * into three adjacent VMAs.
  */
 #define _GNU_SOURCE
 #include "zt_tree.h"
@@ -74,6 +75,10 @@ int main(void)
 	if (region == MAP_FAILED)
 		zt_fail("mmap: %s", strerror(errno));
 	zt_pat_fill(region, LEN, SEED, 0);
+	/* One read-only page near the end splits the region into three adjacent VMAs: the
+	 * parent's stored pages run on across their boundaries. */
+	if (mprotect(region + (31u << 20), PAGE, PROT_READ) != 0)
+		zt_fail("mprotect: %s", strerror(errno));
 	if (pipe2(ready, O_CLOEXEC) != 0)
 		zt_fail("pipe2: %s", strerror(errno));
 	for (int i = 0; i < NKIDS; i++) {
