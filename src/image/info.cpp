@@ -207,7 +207,9 @@ void print_memory(const Image& img, const Process& p, std::FILE* out) {
         std::string line = fmt::format(
             "    {:012x}-{:012x} {}{} {:<11} {:>10} {:>10}  {}", v.start, v.end, field<Vma>("prot", v.prot),
             v.flags & MAP_SHARED ? 's' : 'p', fields::name_of(v.kind), fields::size_text(v.end - v.start),
-            fields::size_text(v.stored_pages * kPageSize), v.path);
+            fields::size_text(v.stored_pages * kPageSize),
+            v.path + (v.inherit ? " (shared with the parent since fork)" : "") +
+                (v.content_pid ? fmt::format(" (content with pid {})", v.content_pid) : ""));
         while (line.back() == ' ') line.pop_back();
         fmt::print(out, "{}\n", line);
     }
