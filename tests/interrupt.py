@@ -171,7 +171,21 @@ class Run:
         res = self.ckpt.finish(started, self.deadline.timeout(CMD_TIMEOUT))
         if res.timed_out:
             raise TestFailure("%s: ckpt hangs: %s" % (what, res.describe()))
-        if res.rc == 0:
+        completed = res.rc == 0
+        if res.rc == -signal.SIGKILL and not leave_running and os.path.isfile(os.path.join(img, "meta.img")):
+            # SIGKILL landed after the image was complete: ckpt may have been killing the
+            # target (a complete image allows it), or not yet (the target then runs on).
+            info = self.ckpt.run(["info", img], "info", self.deadline.timeout(CMD_TIMEOUT))
+            if info.rc != 0:
+                raise TestFailure("%s: a meta.img is there but the image is not complete: %s" % (what, info.describe()))
+            end = time.monotonic() + 2
+            while self.prog.proc.poll() is None and time.monotonic() < end:
+                time.sleep(0.01)
+            if self.prog.proc.poll() is None:
+                self.check_unharmed(what)
+                return "killed after the image was complete, target running"
+            completed = True
+        if completed:
             info = self.ckpt.run(["info", img], "info", self.deadline.timeout(CMD_TIMEOUT))
             if info.rc != 0:
                 raise TestFailure("%s: ckpt succeeded but its image is not complete: %s" % (what, info.describe()))
