@@ -204,7 +204,6 @@ pid_t clone_with_pid(pid_t pid, int exit_signal) {
 
 [[noreturn]] void process_main(const TreeSetup& s, const image::Process& proc, int created_w);
 
-const std::vector<image::Process>& img_processes(const TreeSetup& s) { return s.img->processes; }
 
 // Creates the children of `parent` one after the other, each done with its own session,
 // group and children before the next: a process joining a group finds its leader there.
@@ -254,7 +253,7 @@ void create_children(const TreeSetup& s, int parent) {
         // own) are inherited; only what this process started itself, or a group it joined,
         // is made again.
         const image::Process* parent = nullptr;
-        for (const auto& p : img_processes(s))
+        for (const auto& p : img.processes)
             if (p.pid == proc.ppid && !is_root) parent = &p;
         if (!(is_root && s.opts.shell_job)) {
             if (proc.sid == pid) {
