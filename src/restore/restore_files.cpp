@@ -179,23 +179,28 @@ void UnlinkedFiles::fill(int fd, const std::string& path, uint64_t size, uint64_
     // Holes come back as holes: the size is set, then only the saved extents are written.
     if (::ftruncate(fd, static_cast<off_t>(size)) != 0)
         fail_errno("cannot size deleted file {} to {} bytes", path, size);
-    std::vector<char> buf(1 << 20);
-    uint64_t src = data_offset;
-    for (const auto& e : extents) {
-        for (uint64_t done = 0; done < e.length;) {
-            size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), e.length - done));
-            pread_exact(opts_.data_fd, buf.data(), n, src, "data.img");
-            if (::pwrite(fd, buf.data(), n, static_cast<off_t>(e.offset + done)) != static_cast<ssize_t>(n))
-                fail_errno("cannot write content of deleted file {}", path);
-            done += n;
-            src += n;
-        }
-    }
+    write_extents(fd, opts_.data_fd, data_offset, extents, fmt::format("deleted file {}", path));
     // Owner before mode: chown clears the set-id bits.
     if (::fchown(fd, file.uid, file.gid) != 0)
         fail_errno("cannot give deleted file {} its owner {}:{}", path, file.uid, file.gid);
     const uint32_t perm = file.mode & 07777;
     if (::fchmod(fd, perm) != 0) fail_errno("cannot set mode {:o} of deleted file {}", perm, path);
+}
+
+void write_extents(int fd, int data_fd, uint64_t data_offset, const std::vector<image::FileExtent>& extents,
+                   const std::string& what) {
+    std::vector<char> buf(1 << 20);
+    uint64_t src = data_offset;
+    for (const auto& e : extents) {
+        for (uint64_t done = 0; done < e.length;) {
+            size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), e.length - done));
+            pread_exact(data_fd, buf.data(), n, src, "data.img");
+            if (::pwrite(fd, buf.data(), n, static_cast<off_t>(e.offset + done)) != static_cast<ssize_t>(n))
+                fail_errno("cannot write the content of {}", what);
+            done += n;
+            src += n;
+        }
+    }
 }
 
 int max_image_fd(const image::Image& img, int pid) {

@@ -64,6 +64,11 @@ int open_description(const image::Fd& rec, const FilesOptions& opts);
 // still needs must already sit above every number the image uses.
 void restore_fd_table(const image::Image& img, int pid, const FilesOptions& opts, const SharedPool& pool);
 
+// Writes content saved as extents (stored back to back at data_offset in data.img) at
+// their offsets in fd; what lies between stays holes. `what` names the file in errors.
+void write_extents(int fd, int data_fd, uint64_t data_offset, const std::vector<image::FileExtent>& extents,
+                   const std::string& what);
+
 // The highest fd number the image uses (-1 if none).
 int max_image_fd(const image::Image& img, int pid);
 

@@ -192,17 +192,15 @@ Region build_region(const RegionInputs& in) {
     std::vector<const image::Vma*> vmas;
     for (const auto& v : img.vmas)
         if (v.pid == pid) vmas.push_back(&v);
+    std::map<uint64_t, uint64_t> premapped;  // start -> end of the VMAs already filled
+    for (const auto* v : vmas)
+        if (in.premaps.count(v->start)) premapped[v->start] = v->end;
     std::vector<const image::PageRun*> runs;  // premapped VMAs have theirs written already
     for (const auto& r : img.page_runs) {
         if (r.pid != pid) continue;
-        auto pm = in.premaps.upper_bound(r.addr);
-        bool premapped = false;
-        if (pm != in.premaps.begin()) {
-            --pm;
-            for (const auto* v : vmas)
-                if (v->start == pm->first && r.addr < v->end) premapped = true;
-        }
-        if (!premapped) runs.push_back(&r);
+        auto pm = premapped.upper_bound(r.addr);
+        if (pm != premapped.begin() && r.addr < std::prev(pm)->second) continue;
+        runs.push_back(&r);
     }
     std::vector<const image::Thread*> threads;
     for (const auto& t : img.threads)

@@ -31,23 +31,6 @@ int make_shared_memory(uint64_t size, bool noreserve) {
     return fd;
 }
 
-// The saved content of a shared memory object, written back at its offsets (holes stay
-// holes: never-touched pages cost nothing).
-void fill_shared_memory(int fd, const image::Vma& v, int data_fd) {
-    std::vector<char> buf(1 << 20);
-    uint64_t src = v.data_offset;
-    for (const auto& e : v.extents) {
-        for (uint64_t done = 0; done < e.length;) {
-            size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), e.length - done));
-            pread_exact(data_fd, buf.data(), n, src, "data.img");
-            if (::pwrite(fd, buf.data(), n, static_cast<off_t>(e.offset + done)) != static_cast<ssize_t>(n))
-                fail_errno("cannot fill the shared memory mapped at {:#x} by process {}", v.start, v.pid);
-            done += n;
-            src += n;
-        }
-    }
-}
-
 }  // namespace
 
 int pool_floor(const image::Image& img) {
@@ -92,7 +75,9 @@ SharedPool::SharedPool(const image::Image& img, const FilesOptions& opts, int fl
         for (const auto& v : img.vmas)
             if (v.kind == image::VmaKind::Anon && (v.flags & MAP_SHARED) && v.content_pid == 0 &&
                 std::make_pair(v.file.dev, v.file.ino) == key)
-                fill_shared_memory(fd.get(), v, opts.data_fd);
+                // Holes stay holes: never-touched pages cost nothing.
+                write_extents(fd.get(), opts.data_fd, v.data_offset, v.extents,
+                              fmt::format("the shared memory mapped at {:#x} by process {}", v.start, v.pid));
         memory_[key] = std::move(fd);
     }
 }

@@ -578,6 +578,11 @@ const VmFlagInfo* classify_vm_flag(std::string_view code) {
 
 namespace {
 
+// The ids the session/group check looks at, one per process of the tree (zombies too).
+struct TreeIds {
+    pid_t pid, ppid, pgid, sid;
+};
+
 // What restore can rebuild of sessions and process groups: each process is created by its
 // parent, which has already taken its own session and group. A process can then start a
 // session (setsid), start a group (setpgid(0, 0)), keep its parent's, or join a group of

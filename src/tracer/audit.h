@@ -60,9 +60,4 @@ const VmFlagInfo* classify_vm_flag(std::string_view code);  // nullptr: unknown 
 // more than fork() shares (clone flags without CLONE_THREAD).
 void audit(const FrozenTree& tree);
 
-// The ids the session/group check looks at, one per process of the tree (zombies too).
-struct TreeIds {
-    pid_t pid, ppid, pgid, sid;
-};
-
 }  // namespace ckpt::tracer
