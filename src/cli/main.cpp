@@ -55,6 +55,12 @@ int main(int argc, char** argv) {
     r->add_option("-D,--images-dir", restore.dir, "Image directory")->required();
     r->add_flag("-d,--detach", restore.detach, "Do not wait for the restored process");
     r->add_flag("--shell-job", restore.shell_job, "Give the restored process this terminal");
+    r->add_option("--inherit-fd", restore.inherit_fds,
+                  "fd[N]:pipe:[INODE]: this fd of ckpt restore is the pipe the tree had to outside itself "
+                  "(ckpt info lists them); repeatable")->type_name("fd[N]:RES");
+    r->add_flag("--inherit-stdio", restore.inherit_stdio,
+                "Connect every pipe to outside the tree that the tree had as stdin, stdout or stderr to "
+                "ckpt restore's own fd 0, 1 or 2");
     r->add_flag("--print-stats", restore.print_stats, "Print timing figures (key=value)");
     r->add_flag("-v,--verbose", verbose[2], "More diagnostics on stderr (-vv for debug)");
     r->add_flag("--allow-changed-files", restore.allow_changed_files,

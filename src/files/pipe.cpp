@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/log.h"
 
 namespace ckpt::files {
 
@@ -70,11 +71,15 @@ struct Buffered {
 // The pipe's capacity and a copy of what is buffered in it, through a new read end opened
 // on it (/proc/PID/fd/N of either end reopens the pipe itself) and tee(), which does not
 // consume what it copies.
+UniqueFd open_end(const Fd& rec) {
+    UniqueFd r(::open(fmt::format("/proc/{}/fd/{}", rec.pid, rec.fd).c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+    if (!r) fail_errno("process {} fd {} ({}): cannot open the pipe to read what it holds", rec.pid, rec.fd, pipe_name(rec));
+    return r;
+}
+
 Buffered read_buffered(const Fd& rec) {
-    std::string link = fmt::format("/proc/{}/fd/{}", rec.pid, rec.fd);
     std::string what = fmt::format("process {} fd {} ({})", rec.pid, rec.fd, pipe_name(rec));
-    UniqueFd r(::open(link.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
-    if (!r) fail_errno("{}: cannot open the pipe to read what it holds", what);
+    UniqueFd r = open_end(rec);
     Buffered b;
     int cap = ::fcntl(r.get(), F_GETPIPE_SZ);
     if (cap <= 0) fail_errno("{}: cannot read the pipe's size", what);
@@ -115,11 +120,22 @@ void dump_pipes(std::vector<Fd>& fds, const std::set<pid_t>& tree, image::ImageW
     for (const PipeKey& key : pipes) {
         auto first = std::find_if(fds.begin(), fds.end(), [&](const Fd& f) { return is_pipe(f) && key_of(f) == key; });
         if (outside.count(key)) {
+            // Its bytes stay in the pipe, which the outside holder keeps alive.
             const auto& who = outside[key];
-            fail("process {} fd {} ({}) is also held by {} outside the dumped tree: pipes to processes "
-                 "outside the tree are not supported yet", first->pid, first->fd, pipe_name(*first),
-                 who.size() > 3 ? fmt::format("{}, {} and {} more", who[0], who[1], who.size() - 2)
-                                : fmt::format("{}", fmt::join(who, ", ")));
+            log::info("process {} fd {} ({}) is also held by {} outside the dumped tree: recorded as external",
+                      first->pid, first->fd, pipe_name(*first),
+                      who.size() > 3 ? fmt::format("{}, {} and {} more", who[0], who[1], who.size() - 2)
+                                     : fmt::format("{}", fmt::join(who, ", ")));
+            for (auto& f : fds)
+                if (is_pipe(f) && key_of(f) == key) {
+                    if (f.open_flags & O_ASYNC)
+                        fail("process {} fd {} ({}) asks for SIGIO (O_ASYNC): signal-driven I/O is not supported yet",
+                             f.pid, f.fd, pipe_name(f));
+                    f.external = 1;
+                    int cap = ::fcntl(open_end(f).get(), F_GETPIPE_SZ);
+                    f.pipe_size = cap > 0 ? static_cast<uint32_t>(cap) : 0;
+                }
+            continue;
         }
         for (const auto& f : fds)
             if (is_pipe(f) && key_of(f) == key && (f.open_flags & O_ASYNC))
@@ -147,12 +163,55 @@ void dump_pipes(std::vector<Fd>& fds, const std::set<pid_t>& tree, image::ImageW
     }
 }
 
-std::map<uint32_t, UniqueFd> make_pipes(const image::Image& img, int data_fd) {
+std::string external_pipe_name(const Fd& f) { return fmt::format("pipe:[{}]", f.ino); }
+
+namespace {
+
+// The descriptions of an external pipe, from the descriptor the user gave for it: a new
+// description per record (reopened through /proc, so that flags set on one do not change
+// the caller's), or the given one itself when it cannot be reopened (a socket) or shares
+// an offset (a regular file).
+void take_external(const image::Image& img, const Fd& first, int given, std::map<uint32_t, UniqueFd>& out) {
+    struct stat st;
+    if (::fstat(given, &st) != 0) fail_errno("cannot stat the descriptor given for {}", pipe_name(first));
+    bool reopen = S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode);
+    for (const auto& f : img.fds) {
+        if (!is_pipe(f) || key_of(f) != key_of(first) || out.count(f.file_id)) continue;
+        int acc = static_cast<int>(f.open_flags & O_ACCMODE);
+        int fd = reopen ? ::open(fmt::format("/proc/self/fd/{}", given).c_str(), acc | O_CLOEXEC | O_NONBLOCK)
+                        : ::fcntl(given, F_DUPFD_CLOEXEC, 0);
+        if (fd < 0)
+            fail_errno("cannot open the descriptor given for {} ({}) for process {} fd {}", pipe_name(f),
+                       acc == O_WRONLY ? "for writing" : acc == O_RDONLY ? "for reading" : "read-write", f.pid, f.fd);
+        UniqueFd own(fd);
+        if (reopen) {
+            int cur = ::fcntl(fd, F_GETFL);
+            constexpr int kSettable = O_NONBLOCK | O_DIRECT;
+            int fl = (cur & ~kSettable) | static_cast<int>(f.open_flags & kSettable);
+            if (cur < 0 || ::fcntl(fd, F_SETFL, fl) != 0)
+                fail_errno("cannot set the flags of {} for process {} fd {}", pipe_name(f), f.pid, f.fd);
+        }
+        out.emplace(f.file_id, std::move(own));
+    }
+}
+
+}  // namespace
+
+std::map<uint32_t, UniqueFd> make_pipes(const image::Image& img, int data_fd, const std::map<std::string, int>& given) {
     std::map<uint32_t, UniqueFd> out;
     std::set<PipeKey> done;
     for (const auto& first : img.fds) {
         if (!is_pipe(first) || !done.insert(key_of(first)).second) continue;
         std::string what = fmt::format("{} of process {} fd {}", pipe_name(first), first.pid, first.fd);
+        if (first.external && first.kind == FdKind::Pipe) {
+            auto it = given.find(external_pipe_name(first));
+            if (it == given.end())
+                fail("process {} fd {} is {}, a pipe to outside the dumped tree: say what it connects to with "
+                     "--inherit-fd fd[N]:{} (or --inherit-stdio for stdin, stdout and stderr)",
+                     first.pid, first.fd, pipe_name(first), external_pipe_name(first));
+            take_external(img, first, it->second, out);
+            continue;
+        }
         bool direct = (first.open_flags & O_DIRECT) != 0;
         // end[0] reads, end[1] writes. A FIFO is opened by path: one read-write keeper makes
         // the pipe exist (and keeps the opens below from blocking) until every end is open.
@@ -170,7 +229,7 @@ std::map<uint32_t, UniqueFd> make_pipes(const image::Image& img, int data_fd) {
         }
         if (first.pipe_size && ::fcntl(end[1].get(), F_SETPIPE_SZ, first.pipe_size) < static_cast<int>(first.pipe_size))
             fail_errno("cannot give {} its size of {} bytes", what, first.pipe_size);
-        if (first.size > 0) {
+        if (first.size > 0) {  // never for an external FIFO: its bytes stayed in it
             if (first.size > first.pipe_size) fail("{}: the image holds more bytes than the pipe can", what);
             std::string bytes(first.size, '\0');
             pread_exact(data_fd, bytes.data(), bytes.size(), first.data_offset, "data.img");

@@ -24,7 +24,7 @@ namespace ckpt::image {
 
 inline constexpr char kMetaMagic[8] = {'C', 'K', 'P', 'T', 'M', 'E', 'T', 'A'};
 inline constexpr char kDataMagic[8] = {'C', 'K', 'P', 'T', 'D', 'A', 'T', 'A'};
-inline constexpr uint32_t kFormatVersion = 3;
+inline constexpr uint32_t kFormatVersion = 4;
 inline constexpr uint64_t kPageSize = 4096;
 inline constexpr uint64_t kDataHeaderSize = kPageSize;  // page data starts page aligned
 inline constexpr const char* kMetaFile = "meta.img";
@@ -488,6 +488,12 @@ struct Fd {
     // Pipe, Fifo: its capacity (F_GETPIPE_SZ). The bytes buffered in it at dump time are
     // stored once, with the first record of the pipe (size bytes at data_offset, checksum).
     uint32_t pipe_size = 0;
+    // Pipe, Fifo: 1 if a process outside the dumped tree held it too (the other end of a
+    // `| tee`, a supervisor's pipe). Its bytes are not stored: they belong to the pipe,
+    // which lives on outside. At restore a pipe is given for it (--inherit-fd,
+    // --inherit-stdio); a FIFO is reopened by its path, which finds the same pipe again
+    // while an outside process holds it.
+    uint32_t external = 0;
 
     template <typename V> void visit(V& v) {
         v("pid", pid);
@@ -509,6 +515,7 @@ struct Fd {
         v("extents", extents);
         v("file_id", file_id);
         v("pipe_size", pipe_size);
+        v("external", external);
     }
 };
 

@@ -228,8 +228,11 @@ void print_files(const Image& img, const Process& p, std::FILE* out) {
         std::string notes;
         if (f.dup_of >= 0) notes += fmt::format(" (dup of {})", f.dup_of);
         if (f.kind == FdKind::Pipe || f.kind == FdKind::Fifo)
-            notes += fmt::format(" (size {}{})", fields::size_text(f.pipe_size),
-                                 f.size ? fmt::format(", {} bytes buffered", f.size) : "");
+            notes += fmt::format(" (size {}{}{})", fields::size_text(f.pipe_size),
+                                 f.size ? fmt::format(", {} bytes buffered", f.size) : "",
+                                 !f.external ? ""
+                                 : f.kind == FdKind::Fifo ? ", external: also held outside the tree"
+                                                          : ", external: restore needs --inherit-fd fd[N]:" + f.path + " or --inherit-stdio");
         std::vector<std::string> others;  // the same open file description elsewhere in the tree
         for (const auto& o : img.fds)
             if (o.pid != p.pid && o.file_id == f.file_id) others.push_back(fmt::format("{} fd {}", o.pid, o.fd));

@@ -213,6 +213,10 @@ Image read_image(const std::string& dir) {
              fd.size > img.end.data_size - fd.data_offset || fd.size > fd.pipe_size))
             fail("{} is corrupt: the bytes of the pipe behind fd {} (pid {}) point outside data.img", dir, fd.fd,
                  fd.pid);
+    for (const auto& fd : img.fds)
+        if (fd.external > 1 || (fd.external && ((fd.kind != FdKind::Pipe && fd.kind != FdKind::Fifo) || fd.size > 0)))
+            fail("{} is corrupt: fd {} (pid {}) is marked external but is no pipe without stored bytes", dir, fd.fd,
+                 fd.pid);
     for (const auto& v : img.vmas)
         if (v.unlinked || (v.kind == VmaKind::Anon && (v.flags & MAP_SHARED) && v.content_pid == 0))
             check_content(v.file.size, v.data_offset, v.extents, img.end.data_size, dir,

@@ -36,6 +36,7 @@
 #include "restore/process_attrs.h"
 #include "restore/restore_files.h"
 #include "restore/restorer_args.h"
+#include "restore/inherit_fds.h"
 #include "restore/shared_pool.h"
 #include "tracer/proc_parse.h"
 #include "tracer/ptrace.h"
@@ -292,7 +293,7 @@ void create_children(const TreeSetup& s, int parent) {
         if (exe_fd < 0) fail_errno("cannot open the executable {}", proc.exe_path);
         exe_fd = lift_fd(exe_fd, floor);
 
-        FilesOptions fo{s.opts.dir, s.opts.shell_job, shell_tty, data_fd};
+        FilesOptions fo{s.opts.dir, s.opts.shell_job, shell_tty, data_fd, {}};
         std::vector<int> vma_fds;
         std::vector<int> close_fds = {data_fd, exe_fd, err_w};
         std::map<std::string, int> opened;
@@ -577,6 +578,8 @@ int restore(const RestoreOptions& opts) {
         if (opts.detach && t.pid == pid && t.pdeath_signal)
             fail("thread {} of pid {} asked for signal {} when its parent dies (PR_SET_PDEATHSIG); its parent "
                  "after restore is ckpt: restore it without --detach", t.tid, pid, t.pdeath_signal);
+    // What the user gave for pipes to the outside: checked before anything is made.
+    std::map<std::string, int> inherited = inherited_fds(img, opts.inherit_fds, opts.inherit_stdio);
     TreeSetup setup{&img, opts, -1, -1, nullptr, {}, {}};
     for (const auto& v : img.vmas) setup.used.emplace_back(v.start, v.end);
     for (size_t i = 1; i < img.processes.size(); ++i) {
@@ -611,7 +614,7 @@ int restore(const RestoreOptions& opts) {
     if (opts.shell_job)
         for (int fd = 0; fd <= 2 && !pool_tty; ++fd)
             if (::isatty(fd)) pool_tty.reset(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-    FilesOptions pool_opts{opts.dir, opts.shell_job, pool_tty.get(), data.get()};
+    FilesOptions pool_opts{opts.dir, opts.shell_job, pool_tty.get(), data.get(), inherited};
     SharedPool pool(img, pool_opts, pool_floor(img));
     data.reset();
     pool_tty.reset();

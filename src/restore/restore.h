@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace ckpt::restore {
 
@@ -11,6 +12,8 @@ struct RestoreOptions {
     bool shell_job = false;  // give it ckpt's terminal
     bool print_stats = false;
     bool allow_changed_files = false;  // restore although open or mapped files changed
+    std::vector<std::string> inherit_fds;  // fd[N]:pipe:[INO], for pipes to outside the tree
+    bool inherit_stdio = false;            // external pipes at fds 0-2 get ckpt restore's own
 };
 
 // Returns the exit code ckpt should exit with: the restored process's status when waiting

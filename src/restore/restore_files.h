@@ -16,6 +16,8 @@ struct FilesOptions {
     bool shell_job = false;
     int shell_tty = -1;  // ckpt's terminal, for --shell-job
     int data_fd = -1;    // data.img, for the content of unlinked files
+    // Descriptors of ckpt restore given for external pipes, by name (restore/inherit_fds.h).
+    std::map<std::string, int> inherited;
 };
 
 // Files deleted while open or mapped, recreated from their saved content once per inode:

@@ -42,7 +42,7 @@ int pool_floor(const image::Image& img) {
 SharedPool::SharedPool(const image::Image& img, const FilesOptions& opts, int floor) : floor_(floor) {
     std::map<uint32_t, std::set<int32_t>> holders;
     for (const auto& f : img.fds) holders[f.file_id].insert(f.pid);
-    for (auto& [id, fd] : files::make_pipes(img, opts.data_fd)) files_[id].reset(lift(fd.release()));
+    for (auto& [id, fd] : files::make_pipes(img, opts.data_fd, opts.inherited)) files_[id].reset(lift(fd.release()));
     // Deleted files: recreated once for the whole tree, so that processes holding or mapping
     // one (a multiprocessing semaphore in /dev/shm) share it again.
     UnlinkedFiles unlinked(img, UnlinkedFiles::kAllProcesses, opts);

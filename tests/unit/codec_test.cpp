@@ -57,8 +57,8 @@ TEST(Codec, EnumsAndSignedFieldsKeepTheirWidth) {
     // pid, fd, dup_of (i32), kind (u32), open_flags, fd_flags (u32), pos (u64), path (u32+0),
     // mode (u32), dev, ino, rdev, size, data_offset, checksum (u64),
     // file: dev, ino (u64), mode, uid, gid (u32), size (u64), atime, mtime, ctime (i64),
-    // build_id (u32+0); extents (u32 count 0); file_id, pipe_size (u32)
-    ASSERT_EQ(e.size(), 4u * 4 + 4 + 4 + 8 + 4 + 4 + 6 * 8 + (2 * 8 + 3 * 4 + 8 + 3 * 8 + 4) + 4 + 2 * 4);
+    // build_id (u32+0); extents (u32 count 0); file_id, pipe_size, external (u32)
+    ASSERT_EQ(e.size(), 4u * 4 + 4 + 4 + 8 + 4 + 4 + 6 * 8 + (2 * 8 + 3 * 4 + 8 + 3 * 8 + 4) + 4 + 3 * 4);
     EXPECT_EQ(e.substr(0, 16), le<int32_t>(-2) + le<int32_t>(7) + le<int32_t>(-1) + le<uint32_t>(1));
     Fd back = decode<Fd>(e);
     EXPECT_EQ(back.pid, -2);
