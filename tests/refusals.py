@@ -245,6 +245,17 @@ def case_traced_descendant(ctx):
     ctx.finish(prog)  # the tracer detaches, the tracee is killed, both reaped
 
 
+def case_session_ctty(ctx):
+    # A child that leads its own session with a controlling terminal (the harness's pty):
+    # restore cannot give a session its terminal back yet. The message must name the child.
+    prog = ctx.start("hold", ["ctty-child"], stdin_fd=ctx.pty_slave())
+    kids = sorted(p for p, pp in ztlib.all_ppids().items() if pp == prog.pid)
+    if len(kids) != 1:
+        raise TestFailure("setup: children %s, expected one" % kids)
+    ctx.refused(prog, ["process %d leads a session" % kids[0], "controlling terminal"], names_target=False)
+    ctx.finish(prog)
+
+
 def case_ptrace_tracer(ctx):
     # The tracee is the harness's zt_counter, not a child of the target: only the ptrace
     # relation is there to refuse.
@@ -419,6 +430,7 @@ CASES = {
     "children-accepted": hold_accepted("child"),
     "zombie-child-accepted": hold_accepted("zombie"),
     "vfork-child": case_vfork_child,
+    "session-ctty": case_session_ctty,
     "traced-descendant": case_traced_descendant,
     "posix-timer": hold_refused("timer", "POSIX timers"),
     "posix-lock": hold_refused("posix-lock", "POSIX record lock on fd", "file locks are not supported"),

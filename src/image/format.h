@@ -167,6 +167,7 @@ struct Process {
     // exit_status are meaningful, and it has no threads, memory or files.
     uint32_t zombie = 0;
     int32_t exit_status = 0;  // a zombie's wait status (as waitpid reports it)
+    uint32_t ctty = 0;        // its session's controlling terminal (tty_nr of /proc stat), 0 if none
     std::string comm;
     std::vector<std::string> argv;  // for people (info); the real argv is in memory
     std::string exe_path;
@@ -198,6 +199,7 @@ struct Process {
         v("exit_signal", exit_signal);
         v("zombie", zombie);
         v("exit_status", exit_status);
+        v("ctty", ctty);
         v("comm", comm);
         v("argv", argv);
         v("exe_path", exe_path);

@@ -1,5 +1,7 @@
 #include "image/info.h"
 
+#include <sys/sysmacros.h>
+
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -312,7 +314,8 @@ void print_text(const Image& img, const InfoOptions& opts, std::FILE* out) {
         fmt::print(out, "process {} ({}): {}\n", p.pid, p.comm, cmd);
         fmt::print(out, "  exe {}  cwd {}  umask {:03o}  uid {}  gid {}\n", p.exe_path, p.cwd,
                    p.umask, p.creds.euid, p.creds.egid);
-        fmt::print(out, "  ppid {} pgid {} sid {}  brk {}\n", p.ppid, p.pgid, p.sid,
+        fmt::print(out, "  ppid {} pgid {} sid {}{}  brk {}\n", p.ppid, p.pgid, p.sid,
+                   p.ctty ? fmt::format(" (controlling tty {}:{})", ::major(p.ctty), ::minor(p.ctty)) : "",
                    field<MmFields>("brk", p.mm.brk));
         print_cgroups(p, out);
         print_threads(img, p, opts, out);

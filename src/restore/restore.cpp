@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -578,6 +579,12 @@ int restore(const RestoreOptions& opts) {
         if (opts.detach && t.pid == pid && t.pdeath_signal)
             fail("thread {} of pid {} asked for signal {} when its parent dies (PR_SET_PDEATHSIG); its parent "
                  "after restore is ckpt: restore it without --detach", t.tid, pid, t.pdeath_signal);
+    // A session leader's terminal is not given back (only the caller's, with --shell-job); the
+    // dump refused it for every process but the root.
+    if (root.sid == root.pid && root.ctty != 0 && !opts.shell_job)
+        fail("process {} led a session with a controlling terminal (tty {}:{}): restore it with --shell-job to give "
+             "it this terminal (giving a session its own terminal back is not supported yet)", pid,
+             ::major(root.ctty), ::minor(root.ctty));
     // What the user gave for pipes to the outside: checked before anything is made.
     std::map<std::string, int> inherited = inherited_fds(img, opts.inherit_fds, opts.inherit_stdio);
     TreeSetup setup{&img, opts, -1, -1, nullptr, {}, {}};

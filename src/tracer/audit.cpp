@@ -581,6 +581,7 @@ namespace {
 // The ids the session/group check looks at, one per process of the tree (zombies too).
 struct TreeIds {
     pid_t pid, ppid, pgid, sid;
+    uint32_t ctty;  // tty_nr
 };
 
 // What restore can rebuild of sessions and process groups: each process is created by its
@@ -596,6 +597,11 @@ void check_ids(const std::vector<TreeIds>& ids, std::vector<std::string>& proble
     };
     for (size_t i = 1; i < ids.size(); ++i) {
         const TreeIds& p = ids[i];
+        // The root's is checked at restore: --shell-job gives it ckpt's terminal.
+        if (p.sid == p.pid && p.ctty != 0)
+            problems.push_back(fmt::format("process {} leads a session whose controlling terminal is tty {}:{}: "
+                                           "giving a session its controlling terminal back is not supported yet",
+                                           p.pid, ::major(p.ctty), ::minor(p.ctty)));
         const TreeIds* parent = find(p.ppid);
         if (!parent) continue;  // not reached: every process but the root has its parent in the tree
         if (p.sid != p.pid && p.sid != parent->sid)
@@ -663,7 +669,7 @@ void audit(const FrozenTree& tree) {
     std::vector<TreeIds> ids;
     for (pid_t pid : tree.pids()) {
         auto st = proc::parse_stat(read_file(fmt::format("/proc/{}/stat", pid)));
-        ids.push_back({pid, st.ppid, st.pgrp, st.session});
+        ids.push_back({pid, st.ppid, st.pgrp, st.session, st.tty_nr});
     }
     check_ids(ids, problems);
     check_tracees(tree, problems);

@@ -74,6 +74,7 @@ image::Process collect_process(pid_t pid, const std::vector<image::Vma>& vmas) {
     p.ppid = stat.ppid;
     p.pgid = stat.pgrp;
     p.sid = stat.session;
+    p.ctty = stat.tty_nr;
     p.exit_signal = stat.exit_signal;
     p.comm = status.name;
     p.argv = split_nul(read_file(fmt::format("/proc/{}/cmdline", pid)));

@@ -159,6 +159,7 @@ Stat parse_stat(std::string_view text) {
     st.ppid = static_cast<int>(num(4));
     st.pgrp = static_cast<int>(num(5));
     st.session = static_cast<int>(num(6));
+    st.tty_nr = static_cast<uint32_t>(num(7));
     st.priority = static_cast<int64_t>(num(18));
     st.nice = static_cast<int64_t>(num(19));
     st.start_code = num(26);

@@ -32,6 +32,7 @@ struct Stat {  // the fields of /proc/PID/stat the dump uses
     std::string comm;
     char state = '?';
     int ppid = 0, pgrp = 0, session = 0;
+    uint32_t tty_nr = 0;  // the controlling terminal (kernel dev_t encoding), 0 if none
     int64_t priority = 0, nice = 0;
     uint64_t start_code = 0, end_code = 0, start_stack = 0;
     uint64_t start_data = 0, end_data = 0, start_brk = 0;

@@ -14,7 +14,8 @@
  * personality (ADDR_NO_RANDOMIZE set after start: saved and restored, not refused),
  * vfork (the process waits in vfork() while its child sleeps before exec: the child, which
  * shares its memory, writes READY, and execs /bin/true once SIGTERM is pending for the
- * parent), traced-child (a child traced with PTRACE_SEIZE by its sibling, another child).
+ * parent), traced-child (a child traced with PTRACE_SEIZE by its sibling, another child),
+ * ctty-child (a child leading its own session, stdin's terminal its controlling one).
  * Exit 2 with "SKIP: reason" if the machine cannot create the state.
  */
 #define _GNU_SOURCE
@@ -148,6 +149,28 @@ static void setup(const char *arg)
 			for (;;)
 				pause();
 		}
+	} else if (!strcmp(kind, "ctty-child")) {
+		/* a child leading its own session, with stdin's terminal as its controlling one */
+		int sync[2];
+		char c = 0;
+		const char *tty = ttyname(0);
+		if (!tty)
+			zt_fail("ctty-child needs a terminal as stdin");
+		if (pipe2(sync, O_CLOEXEC) != 0)
+			zt_fail("pipe2: %s", strerror(errno));
+		child = fork();
+		if (child < 0)
+			zt_fail("fork: %s", strerror(errno));
+		if (child == 0) {
+			if (setsid() < 0 || open(tty, O_RDWR) < 0 || write(sync[1], "x", 1) != 1)
+				_exit(2);
+			for (;;)
+				pause();
+		}
+		close(sync[1]);
+		if (read(sync[0], &c, 1) != 1)
+			zt_fail("the child could not take %s as its controlling terminal", tty);
+		close(sync[0]);
 	} else if (!strcmp(kind, "zombie")) {
 		siginfo_t si;
 		child = fork();
@@ -321,7 +344,7 @@ static void setup(const char *arg)
 
 static void check(void)
 {
-	if (!strcmp(kind, "child")) {
+	if (!strcmp(kind, "child") || !strcmp(kind, "ctty-child")) {
 		int st;
 		if (waitpid(child, &st, WNOHANG) != 0)
 			zt_fail("the child %d is gone", (int)child);
