@@ -172,6 +172,16 @@ class Run:
         if res.timed_out:
             raise TestFailure("%s: ckpt hangs: %s" % (what, res.describe()))
         completed = res.rc == 0
+        if res.rc == -signal.SIGKILL and leave_running and os.path.isfile(os.path.join(img, "meta.img")):
+            # SIGKILL landed after the image was complete, while ckpt let the tree go: the
+            # image must be whole and the tree unharmed (its own way home if ckpt was still
+            # attached).
+            info = self.ckpt.run(["info", img], "info", self.deadline.timeout(CMD_TIMEOUT))
+            if info.rc != 0:
+                raise TestFailure("%s: a meta.img is there but the image is not complete: %s" % (what, info.describe()))
+            self.check_unharmed(what, allow_region=True)
+            self.checked += 1
+            return "killed after the image was complete, target running"
         if res.rc == -signal.SIGKILL and not leave_running and os.path.isfile(os.path.join(img, "meta.img")):
             # SIGKILL landed after the image was complete: ckpt may have been killing the
             # target (a complete image allows it), or not yet (the target then runs on).

@@ -126,13 +126,13 @@ void dump_pipes(std::vector<Fd>& fds, const std::set<pid_t>& tree, image::ImageW
                       first->pid, first->fd, pipe_name(*first),
                       who.size() > 3 ? fmt::format("{}, {} and {} more", who[0], who[1], who.size() - 2)
                                      : fmt::format("{}", fmt::join(who, ", ")));
+            int cap = ::fcntl(open_end(*first).get(), F_GETPIPE_SZ);
             for (auto& f : fds)
                 if (is_pipe(f) && key_of(f) == key) {
                     if (f.open_flags & O_ASYNC)
                         fail("process {} fd {} ({}) asks for SIGIO (O_ASYNC): signal-driven I/O is not supported yet",
                              f.pid, f.fd, pipe_name(f));
                     f.external = 1;
-                    int cap = ::fcntl(open_end(f).get(), F_GETPIPE_SZ);
                     f.pipe_size = cap > 0 ? static_cast<uint32_t>(cap) : 0;
                 }
             continue;
@@ -178,7 +178,8 @@ void take_external(const image::Image& img, const Fd& first, int given, std::map
     for (const auto& f : img.fds) {
         if (!is_pipe(f) || key_of(f) != key_of(first) || out.count(f.file_id)) continue;
         int acc = static_cast<int>(f.open_flags & O_ACCMODE);
-        int fd = reopen ? ::open(fmt::format("/proc/self/fd/{}", given).c_str(), acc | O_CLOEXEC | O_NONBLOCK)
+        // O_NOCTTY: a terminal given for a pipe must not become ckpt's controlling one
+        int fd = reopen ? ::open(fmt::format("/proc/self/fd/{}", given).c_str(), acc | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
                         : ::fcntl(given, F_DUPFD_CLOEXEC, 0);
         if (fd < 0)
             fail_errno("cannot open the descriptor given for {} ({}) for process {} fd {}", pipe_name(f),
