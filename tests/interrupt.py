@@ -200,7 +200,8 @@ class Run:
             if info.rc != 0:
                 raise TestFailure("%s: ckpt succeeded but its image is not complete: %s" % (what, info.describe()))
             if not leave_running:
-                ztlib.wait_pid_exit(self.prog.pid, self.deadline.timeout(20))
+                if self.prog.proc.returncode is None:  # not reaped yet by the poll above
+                    ztlib.wait_pid_exit(self.prog.pid, self.deadline.timeout(20))
                 self.prog.proc.wait()
                 self.prog = None
                 # The rest of the tree was killed too; its orphans are ours (subreaper).
