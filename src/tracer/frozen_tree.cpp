@@ -11,9 +11,11 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <chrono>
 #include <sstream>
 
 #include "common/error.h"
+#include "common/interrupt.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "tracer/proc_parse.h"
@@ -46,12 +48,24 @@ std::vector<pid_t> children_of(pid_t pid) {
 }
 
 // A vfork() parent waits for its child's exec or exit in a sleep that ptrace cannot
-// interrupt: freezing it would hang until then. Found before the parent is seized.
+// interrupt: freezing it would hang until then. Found before the parent is seized. The
+// usual vfork child (posix_spawn in gcc, make, shells) execs within microseconds: it is
+// given kVforkWait to do so, and only one that stays longer refuses the dump.
+constexpr auto kVforkWait = std::chrono::milliseconds(500);
+
 void refuse_vfork(pid_t pid) {
-    for (pid_t c : children_of(pid)) {
-        if (::syscall(SYS_kcmp, pid, c, KCMP_VM, 0, 0) == 0)
+    auto vforked = [&]() -> pid_t {
+        for (pid_t c : children_of(pid))
+            if (::syscall(SYS_kcmp, pid, c, KCMP_VM, 0, 0) == 0) return c;
+        return 0;
+    };
+    const auto until = std::chrono::steady_clock::now() + kVforkWait;
+    for (pid_t c = vforked(); c != 0; c = vforked()) {
+        if (std::chrono::steady_clock::now() >= until)
             fail("process {} is a vfork() child of process {} that has not called exec yet (they share "
                  "their memory): not supported yet", c, pid);
+        interrupt::check();
+        ::usleep(1000);
     }
 }
 
