@@ -385,6 +385,13 @@ class Real:
         # A target whose ckpt was killed cures itself once the kernel has detached it, which
         # takes a moment: give it up to 5 s (this bounds a wait, it asserts no speed).
         end = time.monotonic() + 5
+        if allow_region:
+            # The region appears only once the detached target has run the remote mmap it
+            # was stopped in, a moment after the detach: checked too early, the state looks
+            # unharmed and the region shows up in the next case's comparison.
+            while ztlib.traced_or_stopped(self.prog.pid) and time.monotonic() < end:
+                time.sleep(0.02)
+            time.sleep(0.3)
         while True:
             try:
                 self.check_unharmed_now(what, allow_region)

@@ -39,10 +39,10 @@ SKIP = ztlib.SKIP
 
 # zt_fdkinds kind -> the kind name ckpt's audit uses, or None for kinds ckpt saves.
 FD_KINDS = {
-    "eventfd": "eventfd",
-    "epoll": "epoll",
-    "signalfd": "signalfd",
-    "timerfd": "timerfd",
+    "eventfd": None,
+    "epoll": None,
+    "signalfd": None,
+    "timerfd": None,
     "inotify": "inotify",
     "fanotify": "fanotify",
     "pidfd": "pidfd",
@@ -256,6 +256,17 @@ def case_session_ctty(ctx):
     ctx.finish(prog)
 
 
+def case_epoll_foreign_target(ctx):
+    # The epoll watches an eventfd only the child holds, and the child has no epoll: no
+    # process could register the target again. The message names the epoll and the child.
+    prog = ctx.start("hold", ["epoll-foreign"])
+    kids = sorted(p for p, pp in ztlib.all_ppids().items() if pp == prog.pid)
+    if len(kids) != 1:
+        raise TestFailure("setup: children %s, expected one" % kids)
+    ctx.refused(prog, ["epoll", "only process %d holds" % kids[0]])
+    ctx.finish(prog)
+
+
 def case_ptrace_tracer(ctx):
     # The tracee is the harness's zt_counter, not a child of the target: only the ptrace
     # relation is there to refuse.
@@ -431,6 +442,7 @@ CASES = {
     "zombie-child-accepted": hold_accepted("zombie"),
     "vfork-child": case_vfork_child,
     "session-ctty": case_session_ctty,
+    "epoll-foreign-target": case_epoll_foreign_target,
     "traced-descendant": case_traced_descendant,
     "posix-timer": hold_refused("timer", "POSIX timers"),
     "posix-lock": hold_refused("posix-lock", "POSIX record lock on fd", "file locks are not supported"),

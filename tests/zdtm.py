@@ -82,6 +82,9 @@ TESTS = {
     "sigpipe_pending": {},
     "reservation": {},
     "unlinked_dir": {},
+    # event descriptors (issue 8)
+    "events_epoll": {},
+    "events_timerfd": {},
     # multi-threaded (tests/programs/threads_*.c)
     "threads_mutex": {},
     "threads_condvar": {},
@@ -112,6 +115,7 @@ TESTS = {
     "tree_fifo": {},
     "tree_cow": {},
     "tree_shm_child": {},
+    "tree_events": {},
 }
 
 DEFAULTS = {"prog": None, "args": [], "pty": False, "input": None, "wait_file": None, "ready_timeout": 10,

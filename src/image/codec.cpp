@@ -12,6 +12,10 @@ const char* record_name(RecordType t) {
         case RecordType::Vma: return "Vma";
         case RecordType::PageRun: return "PageRun";
         case RecordType::Fd: return "Fd";
+        case RecordType::EventFd: return "EventFd";
+        case RecordType::SignalFd: return "SignalFd";
+        case RecordType::TimerFd: return "TimerFd";
+        case RecordType::EpollTarget: return "EpollTarget";
         case RecordType::End: return "End";
     }
     return "unknown";

@@ -24,7 +24,7 @@ namespace ckpt::image {
 
 inline constexpr char kMetaMagic[8] = {'C', 'K', 'P', 'T', 'M', 'E', 'T', 'A'};
 inline constexpr char kDataMagic[8] = {'C', 'K', 'P', 'T', 'D', 'A', 'T', 'A'};
-inline constexpr uint32_t kFormatVersion = 4;
+inline constexpr uint32_t kFormatVersion = 5;
 inline constexpr uint64_t kPageSize = 4096;
 inline constexpr uint64_t kDataHeaderSize = kPageSize;  // page data starts page aligned
 inline constexpr const char* kMetaFile = "meta.img";
@@ -43,6 +43,10 @@ enum class RecordType : uint32_t {
     Vma = 4,
     PageRun = 5,
     Fd = 6,
+    EventFd = 7,
+    SignalFd = 8,
+    TimerFd = 9,
+    EpollTarget = 10,
     End = 0x7fff,
 };
 
@@ -462,6 +466,13 @@ enum class FdKind : uint32_t {
     Directory = 4,
     Pipe = 5,  // an end of a pipe (ino is the pipe's inode)
     Fifo = 6,  // an end of a named pipe (path, dev and ino are the FIFO's)
+    // Event descriptors: the state of each open file description is in one record of its
+    // own type with the same file_id (EventFd, SignalFd, TimerFd; an epoll's registered
+    // targets in EpollTarget records).
+    EventFd = 7,
+    Epoll = 8,
+    SignalFd = 9,
+    TimerFd = 10,
 };
 
 struct Fd {
@@ -518,6 +529,80 @@ struct Fd {
         v("file_id", file_id);
         v("pipe_size", pipe_size);
         v("external", external);
+    }
+};
+
+// ---- event descriptors: one record per open file description (Fd::file_id) ---------------
+// src/files/{eventfd,signalfd,timerfd,epoll}.h hold the dump and restore halves of each.
+
+struct EventFd {
+    static constexpr RecordType kType = RecordType::EventFd;
+    uint32_t file_id = 0;
+    uint64_t count = 0;      // the counter
+    uint32_t semaphore = 0;  // EFD_SEMAPHORE
+    template <typename V> void visit(V& v) {
+        v("file_id", file_id);
+        v("count", count);
+        v("semaphore", semaphore);
+    }
+};
+
+struct SignalFd {
+    static constexpr RecordType kType = RecordType::SignalFd;
+    uint32_t file_id = 0;
+    uint64_t mask = 0;  // the signals it reads: bit n-1 = signal n
+    template <typename V> void visit(V& v) {
+        v("file_id", file_id);
+        v("mask", mask);
+    }
+};
+
+struct TimerFd {
+    static constexpr RecordType kType = RecordType::TimerFd;
+    uint32_t file_id = 0;
+    int32_t clockid = 0;
+    uint32_t settime_flags = 0;  // TFD_TIMER_ABSTIME, TFD_TIMER_CANCEL_ON_SET
+    uint64_t ticks = 0;          // expirations not yet read
+    // Time left until the next expiration (0, 0 when disarmed, or when it expired and
+    // nobody has read it since: the kernel re-arms a periodic timer at that read).
+    int64_t value_sec = 0, value_nsec = 0;
+    int64_t interval_sec = 0, interval_nsec = 0;
+    // CLOCK_REALTIME when the time left was read: an absolute timer of a wall clock fires
+    // at the wall time it was set for, however long the image waited.
+    int64_t read_realtime_ns = 0;
+    template <typename V> void visit(V& v) {
+        v("file_id", file_id);
+        v("clockid", clockid);
+        v("settime_flags", settime_flags);
+        v("ticks", ticks);
+        v("value_sec", value_sec);
+        v("value_nsec", value_nsec);
+        v("interval_sec", interval_sec);
+        v("interval_nsec", interval_nsec);
+        v("read_realtime_ns", read_realtime_ns);
+    }
+};
+
+// One target registered in an epoll: the kernel keys it by (file, fd number at
+// registration), so both are kept. Registered again at restore by process `pid`, which
+// holds the epoll and the target's description (under `tfd` or, if that number has been
+// closed or reused since, under another number: restore puts it at `tfd` for the moment
+// of registering).
+struct EpollTarget {
+    static constexpr RecordType kType = RecordType::EpollTarget;
+    uint32_t file_id = 0;         // the epoll's open file description
+    int32_t pid = 0;              // the process that registers it at restore
+    int32_t tfd = 0;              // the fd number it was registered under
+    uint32_t target_file_id = 0;  // the description it watches
+    uint32_t events = 0;          // EPOLL* mask as the kernel holds it (a fired EPOLLONESHOT keeps only its flag bits)
+    uint64_t data = 0;
+    template <typename V> void visit(V& v) {
+        v("file_id", file_id);
+        v("pid", pid);
+        v("tfd", tfd);
+        v("target_file_id", target_file_id);
+        v("events", events);
+        v("data", data);
     }
 };
 

@@ -14,6 +14,10 @@ struct Image {
     std::vector<Vma> vmas;
     std::vector<PageRun> page_runs;
     std::vector<Fd> fds;
+    std::vector<EventFd> eventfds;
+    std::vector<SignalFd> signalfds;
+    std::vector<TimerFd> timerfds;
+    std::vector<EpollTarget> epoll_targets;
     End end;
 };
 

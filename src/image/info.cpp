@@ -217,18 +217,61 @@ void print_memory(const Image& img, const Process& p, std::FILE* out) {
     }
 }
 
+// The state of an event descriptor's description, in a few words ("" for other kinds).
+std::string event_note(const Image& img, const Fd& f) {
+    auto ns_text = [](int64_t sec, int64_t nsec) { return fmt::format("{:.3f} s", static_cast<double>(sec) + static_cast<double>(nsec) / 1e9); };
+    switch (f.kind) {
+        case FdKind::EventFd:
+            for (const auto& e : img.eventfds)
+                if (e.file_id == f.file_id)
+                    return fmt::format(" (count {}{})", e.count, e.semaphore ? ", semaphore" : "");
+            break;
+        case FdKind::SignalFd:
+            for (const auto& e : img.signalfds)
+                if (e.file_id == f.file_id) return fmt::format(" (signals {})", field<SignalFd>("mask", e.mask));
+            break;
+        case FdKind::TimerFd:
+            for (const auto& t : img.timerfds)
+                if (t.file_id == f.file_id)
+                    return fmt::format(" (clock {}{}, {} left, every {}, {} unread)", t.clockid,
+                                       t.settime_flags & 1 ? " absolute" : "", ns_text(t.value_sec, t.value_nsec),
+                                       ns_text(t.interval_sec, t.interval_nsec), t.ticks);
+            break;
+        case FdKind::Epoll: {
+            std::vector<std::string> targets;
+            size_t n = 0;
+            for (const auto& t : img.epoll_targets) {
+                if (t.file_id != f.file_id) continue;
+                if (++n > 8) continue;  // --json has them all
+                std::string where;
+                for (const auto& o : img.fds)
+                    if (o.pid == t.pid && o.file_id == t.target_file_id) {
+                        where = o.fd == t.tfd ? "" : fmt::format(" (now fd {} of {})", o.fd, o.pid);
+                        break;
+                    }
+                targets.push_back(fmt::format("fd {}{} events {:#x} data {:#x}", t.tfd, where, t.events, t.data));
+            }
+            return fmt::format(" ({} target{}{}{}{})", n, n == 1 ? "" : "s", targets.empty() ? "" : ": ",
+                               fmt::join(targets, "; "), n > targets.size() ? "; ..." : "");
+        }
+        default: break;
+    }
+    return "";
+}
+
 void print_files(const Image& img, const Process& p, std::FILE* out) {
     size_t n = 0;
     for (const auto& f : img.fds) n += f.pid == p.pid;
     if (n == 0) return;
     fmt::print(out, "  files ({}):\n", n);
-    fmt::print(out, "    {:>4} {:<9} {:<24} {:>10}  {}\n", "fd", "kind", "flags", "pos", "path");
+    fmt::print(out, "    {:>4} {:<9} {:<29} {:>10}  {}\n", "fd", "kind", "flags", "pos", "path");
     for (const auto& f : img.fds) {
         if (f.pid != p.pid) continue;
         std::string flags = field<Fd>("open_flags", f.open_flags);
         if (f.fd_flags) flags += "|" + field<Fd>("fd_flags", f.fd_flags);
         std::string notes;
         if (f.dup_of >= 0) notes += fmt::format(" (dup of {})", f.dup_of);
+        else notes += event_note(img, f);
         if (f.kind == FdKind::Pipe || f.kind == FdKind::Fifo)
             notes += fmt::format(" (size {}{}{})", fields::size_text(f.pipe_size),
                                  f.size ? fmt::format(", {} bytes buffered", f.size) : "",
@@ -239,7 +282,7 @@ void print_files(const Image& img, const Process& p, std::FILE* out) {
         for (const auto& o : img.fds)
             if (o.pid != p.pid && o.file_id == f.file_id) others.push_back(fmt::format("{} fd {}", o.pid, o.fd));
         if (!others.empty()) notes += fmt::format(" (shared with {})", fmt::join(others, ", "));
-        fmt::print(out, "    {:>4} {:<9} {:<24} {:>10}  {}{}\n", f.fd, fields::name_of(f.kind), flags,
+        fmt::print(out, "    {:>4} {:<9} {:<29} {:>10}  {}{}\n", f.fd, fields::name_of(f.kind), flags,
                    f.kind == FdKind::Pipe || f.kind == FdKind::Fifo ? std::string("-") : std::to_string(f.pos), f.path, notes);
     }
 }
@@ -341,6 +384,10 @@ void print_info(const std::string& dir, const InfoOptions& opts, std::FILE* out)
     json_array(s, "vmas", img.vmas);
     json_array(s, "page_runs", img.page_runs);
     json_array(s, "fds", img.fds);
+    json_array(s, "eventfds", img.eventfds);
+    json_array(s, "signalfds", img.signalfds);
+    json_array(s, "timerfds", img.timerfds);
+    json_array(s, "epoll_targets", img.epoll_targets);
     s += ",\n  \"end\": ";
     json_record(s, img.end);
     s += "\n}\n";

@@ -188,6 +188,13 @@ Style style_of(const Fd*, std::string_view f) {
                   f);
 }
 
+Style style_of(const SignalFd*, std::string_view f) {
+    return lookup({{"mask", Style::SigMask}}, f);
+}
+Style style_of(const EpollTarget*, std::string_view f) {
+    return lookup({{"events", Style::Hex}, {"data", Style::Hex}}, f);
+}
+
 std::string text(Style style, uint64_t v) {
     switch (style) {
         case Style::Addr:
@@ -235,6 +242,10 @@ const char* name_of(FdKind k) {
         case FdKind::Directory: return "dir";
         case FdKind::Pipe: return "pipe";
         case FdKind::Fifo: return "fifo";
+        case FdKind::EventFd: return "eventfd";
+        case FdKind::Epoll: return "epoll";
+        case FdKind::SignalFd: return "signalfd";
+        case FdKind::TimerFd: return "timerfd";
     }
     return "unknown";
 }

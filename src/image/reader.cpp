@@ -7,6 +7,8 @@
 #include <xxhash.h>
 
 #include <cstring>
+#include <map>
+#include <set>
 
 #include "common/error.h"
 #include "common/fs.h"
@@ -82,6 +84,38 @@ void check_content(uint64_t size, uint64_t data_offset, const std::vector<FileEx
     }
     if (data_offset < kDataHeaderSize || data_offset > data_size || stored > data_size - data_offset)
         fail("{} is corrupt: content of {} points outside data.img", dir, what);
+}
+
+// Every event descriptor has the one state record of its kind, and every epoll target
+// names an epoll and a description its registering process holds.
+void check_event_records(const Image& img, const std::string& dir) {
+    std::map<uint32_t, FdKind> kind_of;                 // file_id -> kind
+    std::set<std::pair<int32_t, uint32_t>> held;        // (pid, file_id)
+    for (const auto& f : img.fds) {
+        kind_of.emplace(f.file_id, f.kind);
+        held.insert({f.pid, f.file_id});
+    }
+    std::map<uint32_t, int> states;
+    auto count = [&](uint32_t id, FdKind want, const char* rec) {
+        auto k = kind_of.find(id);
+        if (k == kind_of.end() || k->second != want)
+            fail("{} is corrupt: a {} record names file {}, which is no descriptor of that kind", dir, rec, id);
+        if (++states[id] > 1) fail("{} is corrupt: two {} records for file {}", dir, rec, id);
+    };
+    for (const auto& r : img.eventfds) count(r.file_id, FdKind::EventFd, "EventFd");
+    for (const auto& r : img.signalfds) count(r.file_id, FdKind::SignalFd, "SignalFd");
+    for (const auto& r : img.timerfds) count(r.file_id, FdKind::TimerFd, "TimerFd");
+    for (const auto& f : img.fds)
+        if ((f.kind == FdKind::EventFd || f.kind == FdKind::SignalFd || f.kind == FdKind::TimerFd) &&
+            !states.count(f.file_id))
+            fail("{} is corrupt: fd {} of process {} ({}) has no record of its state", dir, f.fd, f.pid, f.path);
+    for (const auto& t : img.epoll_targets) {
+        auto k = kind_of.find(t.file_id);
+        if (k == kind_of.end() || k->second != FdKind::Epoll || !held.count({t.pid, t.file_id}) ||
+            !held.count({t.pid, t.target_file_id}) || t.tfd < 0)
+            fail("{} is corrupt: epoll target fd {} of file {} names an epoll or target process {} does not hold",
+                 dir, t.tfd, t.file_id, t.pid);
+    }
 }
 
 }  // namespace
@@ -161,6 +195,10 @@ Image read_image(const std::string& dir) {
             case RecordType::Vma: decode_into(img.vmas, payload); break;
             case RecordType::PageRun: decode_into(img.page_runs, payload); break;
             case RecordType::Fd: decode_into(img.fds, payload); break;
+            case RecordType::EventFd: decode_into(img.eventfds, payload); break;
+            case RecordType::SignalFd: decode_into(img.signalfds, payload); break;
+            case RecordType::TimerFd: decode_into(img.timerfds, payload); break;
+            case RecordType::EpollTarget: decode_into(img.epoll_targets, payload); break;
             case RecordType::End:
                 img.end = decode<End>(payload);
                 if (img.end.nr_records != index)
@@ -221,6 +259,7 @@ Image read_image(const std::string& dir) {
         if (v.unlinked || (v.kind == VmaKind::Anon && (v.flags & MAP_SHARED) && v.content_pid == 0))
             check_content(v.file.size, v.data_offset, v.extents, img.end.data_size, dir,
                           fmt::format("the mapping at {:#x}", v.start));
+    check_event_records(img, dir);
     return img;
 }
 

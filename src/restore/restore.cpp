@@ -94,6 +94,7 @@ struct TreeSetup {
     RestoreOptions opts;
     int err_w, go_r;
     const SharedPool* pool;
+    const files::EventFds* events;
     std::map<int, std::vector<const image::Process*>> children;  // by parent pid, in image order
     std::vector<std::pair<uint64_t, uint64_t>> used;  // every VMA of every process of the image
 };
@@ -294,7 +295,7 @@ void create_children(const TreeSetup& s, int parent) {
         if (exe_fd < 0) fail_errno("cannot open the executable {}", proc.exe_path);
         exe_fd = lift_fd(exe_fd, floor);
 
-        FilesOptions fo{s.opts.dir, s.opts.shell_job, shell_tty, data_fd, {}};
+        FilesOptions fo{s.opts.dir, s.opts.shell_job, shell_tty, data_fd, {}, s.events};
         std::vector<int> vma_fds;
         std::vector<int> close_fds = {data_fd, exe_fd, err_w};
         std::map<std::string, int> opened;
@@ -587,7 +588,7 @@ int restore(const RestoreOptions& opts) {
              ::major(root.ctty), ::minor(root.ctty));
     // What the user gave for pipes to the outside: checked before anything is made.
     std::map<std::string, int> inherited = inherited_fds(img, opts.inherit_fds, opts.inherit_stdio);
-    TreeSetup setup{&img, opts, -1, -1, nullptr, {}, {}};
+    TreeSetup setup{&img, opts, -1, -1, nullptr, nullptr, {}, {}};
     for (const auto& v : img.vmas) setup.used.emplace_back(v.start, v.end);
     for (size_t i = 1; i < img.processes.size(); ++i) {
         const auto& p = img.processes[i];
@@ -621,7 +622,8 @@ int restore(const RestoreOptions& opts) {
     if (opts.shell_job)
         for (int fd = 0; fd <= 2 && !pool_tty; ++fd)
             if (::isatty(fd)) pool_tty.reset(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-    FilesOptions pool_opts{opts.dir, opts.shell_job, pool_tty.get(), data.get(), inherited};
+    files::EventFds events(img);
+    FilesOptions pool_opts{opts.dir, opts.shell_job, pool_tty.get(), data.get(), inherited, &events};
     SharedPool pool(img, pool_opts, pool_floor(img));
     data.reset();
     pool_tty.reset();
@@ -632,6 +634,7 @@ int restore(const RestoreOptions& opts) {
     setup.err_w = err_w.get();
     setup.go_r = go_r.get();
     setup.pool = &pool;
+    setup.events = &events;
     TreeGuard guard;
     ::fflush(nullptr);
     pid_t child = clone_with_pid(pid, SIGCHLD);

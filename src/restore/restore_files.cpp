@@ -231,6 +231,12 @@ int open_description(const image::Fd& rec, const FilesOptions& opts) {
                                "process this terminal)", rec.path, rec.fd);
             }
             break;
+        case image::FdKind::EventFd:
+        case image::FdKind::Epoll:
+        case image::FdKind::SignalFd:
+        case image::FdKind::TimerFd:
+            if (!opts.events) fail("process {} fd {} ({}): no event descriptor state given", rec.pid, rec.fd, rec.path);
+            return opts.events->open(rec);
         case image::FdKind::Unlinked:
         case image::FdKind::Pipe:
         case image::FdKind::Fifo:
@@ -267,6 +273,7 @@ void restore_fd_table(const image::Image& img, int pid, const FilesOptions& opts
         }
         place(fd, rec.fd, rec);
     }
+    if (opts.events) opts.events->register_epoll_targets(pid);
 }
 
 }  // namespace ckpt::restore

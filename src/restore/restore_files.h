@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/fd.h"
+#include "files/event_fds.h"
 #include "image/image.h"
 
 namespace ckpt::restore {
@@ -18,6 +19,8 @@ struct FilesOptions {
     int data_fd = -1;    // data.img, for the content of unlinked files
     // Descriptors of ckpt restore given for external pipes, by name (restore/inherit_fds.h).
     std::map<std::string, int> inherited;
+    // The event descriptors' state (eventfd counters, timers, epoll targets).
+    const files::EventFds* events = nullptr;
 };
 
 // Files deleted while open or mapped, recreated from their saved content once per inode:
@@ -58,12 +61,14 @@ class UnlinkedFiles {
 class SharedPool;
 
 // Opens the file of a Regular, Directory, CharDev or Tty record with its flags, at its
-// offset (a new open file description); the caller owns the fd.
+// offset, or makes the object of an event descriptor (a new open file description); the
+// caller owns the fd.
 int open_description(const image::Fd& rec, const FilesOptions& opts);
 
 // Opens every descriptor of process `pid` at its number with its flags and offset (those
-// whose description is in `pool`, deleted files among them, from there). Descriptors ckpt
-// still needs must already sit above every number the image uses.
+// whose description is in `pool`, deleted files among them, from there), then registers the
+// epoll targets it is in charge of. Descriptors ckpt still needs must already sit above
+// every number the image uses.
 void restore_fd_table(const image::Image& img, int pid, const FilesOptions& opts, const SharedPool& pool);
 
 // Writes content saved as extents (stored back to back at data_offset in data.img) at

@@ -45,6 +45,10 @@ constexpr FdKindInfo kFdKinds[] = {
     {"terminal", "/dev/pts/N, /dev/ttyN, /dev/tty, /dev/console", FdKind::Tty, ""},
     {"pipe", "pipe:[N]", FdKind::Pipe, ""},
     {"FIFO", "/path (a named pipe)", FdKind::Fifo, ""},
+    {"eventfd", "anon_inode:[eventfd]", FdKind::EventFd, ""},
+    {"epoll", "anon_inode:[eventpoll]", FdKind::Epoll, ""},
+    {"signalfd", "anon_inode:[signalfd]", FdKind::SignalFd, ""},
+    {"timerfd", "anon_inode:[timerfd]", FdKind::TimerFd, ""},
 
     {"pseudo-terminal master", "/dev/ptmx", std::nullopt,
      "the terminal pair would be lost (reopening /dev/ptmx makes a new one); not supported yet"},
@@ -61,10 +65,6 @@ constexpr FdKindInfo kFdKinds[] = {
     {"DMA buffer", "/dmabuf:NAME", std::nullopt, kNotYet},
     {"O_PATH descriptor of a symbolic link", "/path", std::nullopt, kNotYet},
 
-    {"eventfd", "anon_inode:[eventfd]", std::nullopt, kNotYet},
-    {"epoll", "anon_inode:[eventpoll]", std::nullopt, kNotYet},
-    {"signalfd", "anon_inode:[signalfd]", std::nullopt, kNotYet},
-    {"timerfd", "anon_inode:[timerfd]", std::nullopt, kNotYet},
     {"inotify", "anon_inode:inotify", std::nullopt, kNotYet},
     {"fanotify", "anon_inode:[fanotify]", std::nullopt, kNotYet},
     {"io_uring", "anon_inode:[io_uring]", std::nullopt, kNotYet},

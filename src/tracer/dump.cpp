@@ -30,6 +30,7 @@
 #include "tracer/frozen_tree.h"
 #include "tracer/shared_files.h"
 #include "tracer/smaps_cache.h"
+#include "files/event_fds.h"
 #include "files/pipe.h"
 #include "tracer/gadgets.h"
 #include "tracer/memory_dump.h"
@@ -282,6 +283,8 @@ void dump(const DumpOptions& opts) {
         tree_vmas.push_back(&d.vmas);
     }
     assign_file_ids(fds);
+    image::Image events;  // the state of event descriptors, once per description
+    files::dump_event_fds(fds, events);
     {
         auto pids = tree.pids();
         files::dump_pipes(fds, std::set<pid_t>(pids.begin(), pids.end()), out);
@@ -335,6 +338,10 @@ void dump(const DumpOptions& opts) {
     for (const auto& d : procs)
         for (const auto& r : d.runs) out.add(r);
     for (const auto& f : fds) out.add(f);
+    for (const auto& r : events.eventfds) out.add(r);
+    for (const auto& r : events.signalfds) out.add(r);
+    for (const auto& r : events.timerfds) out.add(r);
+    for (const auto& r : events.epoll_targets) out.add(r);
     fault::point("write-image");
     fault::point("commit");
     out.commit();

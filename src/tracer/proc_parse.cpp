@@ -1,5 +1,7 @@
 #include "tracer/proc_parse.h"
 
+#include <optional>
+
 #include <charconv>
 
 #include "common/error.h"
@@ -243,6 +245,35 @@ FdInfo parse_fdinfo(std::string_view text) {
     }
     if (!have_pos || !have_flags) fail("malformed fdinfo: no pos/flags");
     return fi;
+}
+
+namespace {
+
+std::optional<std::string_view> fdinfo_value(std::string_view text, std::string_view key) {
+    for (auto line : split_lines(text)) {
+        if (line.size() <= key.size() || !line.starts_with(key) || line[key.size()] != ':') continue;
+        std::string_view v = line.substr(key.size() + 1);
+        skip_spaces(v);
+        return v;
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+uint64_t fdinfo_number(std::string_view text, std::string_view key, int base, const char* what) {
+    auto v = fdinfo_value(text, key);
+    if (!v) fail("malformed fdinfo: no {} line", what);
+    return take_num<uint64_t>(*v, base, what);
+}
+
+bool fdinfo_has(std::string_view text, std::string_view key) { return fdinfo_value(text, key).has_value(); }
+
+std::vector<std::string_view> fdinfo_lines(std::string_view text, std::string_view prefix) {
+    std::vector<std::string_view> out;
+    for (auto line : split_lines(text))
+        if (line.starts_with(prefix)) out.push_back(line);
+    return out;
 }
 
 }  // namespace ckpt::proc

@@ -66,4 +66,12 @@ struct FdInfo {
 
 FdInfo parse_fdinfo(std::string_view text);
 
+// The number on the line "KEY: N" of fdinfo text (spaces after the colon skipped), read in
+// `base`; fails naming `what` if the line is missing or malformed.
+uint64_t fdinfo_number(std::string_view text, std::string_view key, int base, const char* what);
+// Whether fdinfo text has a line "KEY: ...".
+bool fdinfo_has(std::string_view text, std::string_view key);
+// Every line of fdinfo text starting with `prefix` (epoll's "tfd:" lines).
+std::vector<std::string_view> fdinfo_lines(std::string_view text, std::string_view prefix);
+
 }  // namespace ckpt::proc

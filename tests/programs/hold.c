@@ -15,7 +15,9 @@
  * vfork (the process waits in vfork() while its child sleeps before exec: the child, which
  * shares its memory, writes READY, and execs /bin/true once SIGTERM is pending for the
  * parent), traced-child (a child traced with PTRACE_SEIZE by its sibling, another child),
- * ctty-child (a child leading its own session, stdin's terminal its controlling one).
+ * ctty-child (a child leading its own session, stdin's terminal its controlling one),
+ * epoll-foreign (the process's epoll watches an eventfd that only its child still holds,
+ * and the child does not hold the epoll: no process could register it again).
  * Exit 2 with "SKIP: reason" if the machine cannot create the state.
  */
 #define _GNU_SOURCE
@@ -31,6 +33,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -55,6 +59,7 @@
 
 static const char *kind;
 static pid_t child = -1;
+static int epoll_fd = -1;
 static timer_t timer;
 static int lock_fd = -1;
 static pid_t tracee = -1;
@@ -171,6 +176,29 @@ static void setup(const char *arg)
 		if (read(sync[0], &c, 1) != 1)
 			zt_fail("the child could not take %s as its controlling terminal", tty);
 		close(sync[0]);
+	} else if (!strcmp(kind, "epoll-foreign")) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 42 };
+		int sync[2];
+		char c = 0;
+		epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+		int efd = eventfd(1, EFD_CLOEXEC);
+		if (epoll_fd < 0 || efd < 0 || epoll_ctl(epoll_fd, EPOLL_CTL_ADD, efd, &ev) != 0 || pipe2(sync, O_CLOEXEC) != 0)
+			zt_fail("epoll/eventfd: %s", strerror(errno));
+		child = fork();
+		if (child < 0)
+			zt_fail("fork: %s", strerror(errno));
+		if (child == 0) {
+			close(epoll_fd);
+			if (write(sync[1], "x", 1) != 1)
+				_exit(2);
+			for (;;)
+				pause();
+		}
+		close(sync[1]);
+		if (read(sync[0], &c, 1) != 1)
+			zt_fail("the child did not start");
+		close(sync[0]);
+		close(efd);
 	} else if (!strcmp(kind, "zombie")) {
 		siginfo_t si;
 		child = fork();
@@ -344,7 +372,15 @@ static void setup(const char *arg)
 
 static void check(void)
 {
-	if (!strcmp(kind, "child") || !strcmp(kind, "ctty-child")) {
+	if (!strcmp(kind, "epoll-foreign")) {
+		struct epoll_event ev;
+		int st;
+		if (epoll_wait(epoll_fd, &ev, 1, 0) != 1 || ev.data.u64 != 42)
+			zt_fail("the epoll no longer reports the child's eventfd");
+		kill(child, SIGKILL);
+		if (waitpid(child, &st, 0) != child || !WIFSIGNALED(st))
+			zt_fail("the child %d did not die of SIGKILL", (int)child);
+	} else if (!strcmp(kind, "child") || !strcmp(kind, "ctty-child")) {
 		int st;
 		if (waitpid(child, &st, WNOHANG) != 0)
 			zt_fail("the child %d is gone", (int)child);
