@@ -718,6 +718,8 @@ def main():
         failures.append(str(e))
         log("  FAIL %s" % str(e).replace("\n", "\n       "))
     except BaseException as e:
+        import traceback
+        traceback.print_exc()
         failures.append("harness error: %r" % (e,))
         log("  FAIL harness error: %r" % (e,))
     r.finish()
