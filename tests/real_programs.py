@@ -29,6 +29,9 @@ A dump takes the program with all its descendants (its tree).
   perl         select(undef, undef, undef, 0.01) between appends
   node         setInterval(..., 10) with fs.appendFileSync
   java         a class compiled at test time with javac; Thread.sleep(10) between appends
+  ruby         a worker thread appends, sleep 0.01; the main thread waits in join()
+  go           built at test time with `go build` (static, no cgo): a goroutine with a
+               time.Ticker hands values over a channel, another keeps re-arming a timer
 
 For one program (one ctest test each, real/NAME):
   1. start it (own session, stdin /dev/null, output to WORKDIR/out.log, no inherited fds)
@@ -79,13 +82,16 @@ THREAD_ONLY_STEPS = ("thread-command",)  # never reached in a single-threaded pr
 CMD_TIMEOUT = 60
 # Parts of the visible state a program changes by itself all the time, so that a snapshot
 # before and one after a dump differ without ckpt having done anything: bash blocks signals
-# and installs handlers around every fork and wait; a JVM and V8 map and unmap heap memory.
+# and installs handlers around every fork and wait; a JVM and V8 map and unmap heap memory;
+# the Go runtime starts a thread (an M) when one has been stuck in a system call for a
+# while, which any pause of the process, a frozen dump included, brings about.
 # More are found by watching the program before the test (Real.start).
 VOLATILE = {
     "bash": {"SigBlk", "SigCgt", "threads"},
     "bash-pipeline": {"tree:SigBlk", "tree:SigCgt"},  # the counting subshell forks sleeps
     "node": {"maps", "vmflags"},
     "java": {"maps", "vmflags"},
+    "go": {"threads"},
 }
 # Programs whose children come and go by themselves (a `sleep` per step of a loop): only
 # the processes of the tree down to this depth are compared (1: the program's children; 0:
@@ -169,6 +175,55 @@ const fs = require("fs");
 let i = 0;
 setInterval(() => { fs.appendFileSync("counter.txt", i + "\n"); i++; }, 10);
 '''
+RUBY = r'''
+# a worker thread appends; the main thread waits in join (ruby's timer thread, eventfd)
+i = 0
+t = Thread.new do
+  loop do
+    File.open("counter.txt", "a") { |f| f.write("#{i}\n") }
+    i += 1
+    sleep 0.01
+  end
+end
+t.join
+'''
+GO = r'''
+// goroutines and timers: a ticker goroutine hands each value over a channel to main,
+// which appends it; a second goroutine keeps a timer re-armed (the runtime's timers and
+// netpoller: epoll, a pipe or eventfd, signals on every thread)
+package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+func main() {
+	values := make(chan int)
+	go func() {
+		t := time.NewTicker(10 * time.Millisecond)
+		for i := 0; ; i++ {
+			<-t.C
+			values <- i
+		}
+	}()
+	go func() {
+		for {
+			timer := time.NewTimer(3 * time.Millisecond)
+			<-timer.C
+		}
+	}()
+	for v := range values {
+		f, err := os.OpenFile("counter.txt", os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0644)
+		if err != nil {
+			panic(err)
+		}
+		fmt.Fprintf(f, "%d\n", v)
+		f.Close()
+	}
+}
+'''
 JAVA = r'''
 import java.nio.file.*;
 public class Counter {
@@ -204,6 +259,19 @@ def programs():
             raise TestFailure("javac failed:\n" + ztlib.indent(res.stdout.decode(errors="replace")))
         return [shutil.which("java"), "-Xmx64m", "-cp", work, "Counter"]
 
+    def go_prep(work):
+        src = os.path.join(work, "counter.go")
+        with open(src, "w") as f:
+            f.write(GO)
+        env = dict(os.environ, GOCACHE=os.path.join(work, ".gocache"), GOPATH=os.path.join(work, ".gopath"),
+                   GO111MODULE="off", CGO_ENABLED="0")
+        res = subprocess.run([shutil.which("go"), "build", "-o", os.path.join(work, "counter"), src], cwd=work,
+                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             timeout=300)
+        if res.returncode != 0:
+            raise TestFailure("go build failed:\n" + ztlib.indent(res.stdout.decode(errors="replace")))
+        return [os.path.join(work, "counter")]
+
     return {
         "bash": ("bash", lambda work: [shutil.which("bash"), "-c", BASH_SLEEP]),
         "bash-nofork": ("bash", lambda work: [shutil.which("bash"), "-c", BASH_NOFORK]),
@@ -214,6 +282,8 @@ def programs():
         "perl": ("perl", script([shutil.which("perl") or "perl"], PERL, "counter.pl")),
         "node": ("node", script([shutil.which("node") or "node"], NODE, "counter.js")),
         "java": ("javac", java_prep),
+        "ruby": ("ruby", script([shutil.which("ruby") or "ruby"], RUBY, "counter.rb")),
+        "go": ("go", go_prep),
     }
 
 
