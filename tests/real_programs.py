@@ -92,6 +92,7 @@ VOLATILE = {
     "node": {"maps", "vmflags"},
     "java": {"maps", "vmflags"},
     "go": {"threads"},
+    "ruby": {"maps", "vmflags"},  # its worker thread's malloc arena grows now and then
 }
 # Programs whose children come and go by themselves (a `sleep` per step of a loop): only
 # the processes of the tree down to this depth are compared (1: the program's children; 0:

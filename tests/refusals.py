@@ -444,7 +444,7 @@ CASES = {
     "session-ctty": case_session_ctty,
     "epoll-foreign-target": case_epoll_foreign_target,
     "traced-descendant": case_traced_descendant,
-    "posix-timer": hold_refused("timer", "POSIX timers"),
+    "posix-timer-accepted": hold_accepted("timer"),
     "posix-lock": hold_refused("posix-lock", "POSIX record lock on fd", "file locks are not supported"),
     "flock": hold_refused("flock", "flock lock on fd", "file locks are not supported"),
     "ofd-lock": hold_refused("ofd-lock", "OFD lock on fd", "file locks are not supported"),

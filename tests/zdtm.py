@@ -85,6 +85,7 @@ TESTS = {
     # event descriptors (issue 8)
     "events_epoll": {},
     "events_timerfd": {},
+    "posix_timers": {},
     # multi-threaded (tests/programs/threads_*.c)
     "threads_mutex": {},
     "threads_condvar": {},

@@ -104,6 +104,33 @@ struct Itimer {
     }
 };
 
+// A POSIX timer (timer_create) of the process: created again with the same id.
+struct PosixTimer {
+    int32_t id = 0;
+    int32_t clockid = 0;
+    int32_t notify = 0;      // SIGEV_SIGNAL 0, SIGEV_NONE 1, SIGEV_THREAD_ID 4 (glibc's SIGEV_THREAD is one)
+    int32_t signo = 0;
+    int32_t target_tid = 0;  // SIGEV_THREAD_ID: the thread it signals
+    uint64_t sigval = 0;     // sigev_value, handed back in si_value
+    // Time left and interval from timer_gettime at dump (a periodic timer whose signal is
+    // still pending shows 0 left: it is re-armed when the signal is taken).
+    int64_t value_sec = 0, value_nsec = 0, interval_sec = 0, interval_nsec = 0;
+    int32_t overrun = 0;  // timer_getoverrun at dump (for people: the kernel cannot be given it back)
+    template <typename V> void visit(V& v) {
+        v("id", id);
+        v("clockid", clockid);
+        v("notify", notify);
+        v("signo", signo);
+        v("target_tid", target_tid);
+        v("sigval", sigval);
+        v("value_sec", value_sec);
+        v("value_nsec", value_nsec);
+        v("interval_sec", interval_sec);
+        v("interval_nsec", interval_nsec);
+        v("overrun", overrun);
+    }
+};
+
 struct Rlimit {
     uint64_t cur = 0, max = 0;
     template <typename V> void visit(V& v) {
@@ -185,6 +212,7 @@ struct Process {
     std::vector<uint64_t> auxv;  // raw (key, value) pairs up to and including AT_NULL
     std::vector<SigAction> sigactions;  // 64 entries, index = signal - 1
     std::vector<Itimer> itimers;        // REAL, VIRTUAL, PROF
+    std::vector<PosixTimer> posix_timers;  // by id
     std::vector<std::string> shared_pending;  // process-directed siginfo_t (128 bytes each)
     uint64_t vdso_hash = 0;  // XXH3 of the [vdso] text, to refuse a different kernel's vDSO
     uint32_t nr_threads = 0;
@@ -217,6 +245,7 @@ struct Process {
         v("auxv", auxv);
         v("sigactions", sigactions);
         v("itimers", itimers);
+        v("posix_timers", posix_timers);
         v("shared_pending", shared_pending);
         v("vdso_hash", vdso_hash);
         v("nr_threads", nr_threads);

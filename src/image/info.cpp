@@ -324,6 +324,19 @@ void print_handlers(const Process& p, std::FILE* out) {
     }
 }
 
+void print_posix_timers(const Process& p, std::FILE* out) {
+    if (p.posix_timers.empty()) return;
+    fmt::print(out, "  POSIX timers ({}):\n", p.posix_timers.size());
+    for (const auto& t : p.posix_timers) {
+        std::string how = (t.notify & ~4) == 1 ? std::string("no signal")
+                          : fmt::format("{}{}", fields::signal_name(t.signo),
+                                        (t.notify & 4) ? fmt::format(" to thread {}", t.target_tid) : "");
+        fmt::print(out, "    id {:<4} clock {:<3} {:<28} value {:#x}  {:.3f} s left, every {:.3f} s\n", t.id, t.clockid,
+                   how, t.sigval, static_cast<double>(t.value_sec) + static_cast<double>(t.value_nsec) / 1e9,
+                   static_cast<double>(t.interval_sec) + static_cast<double>(t.interval_nsec) / 1e9);
+    }
+}
+
 // Only the hierarchies where the process is below the root: on a machine with many v1
 // hierarchies the rest is noise (--json has every line).
 void print_cgroups(const Process& p, std::FILE* out) {
@@ -365,6 +378,7 @@ void print_text(const Image& img, const InfoOptions& opts, std::FILE* out) {
         print_memory(img, p, out);
         print_files(img, p, out);
         print_handlers(p, out);
+        print_posix_timers(p, out);
     }
 }
 

@@ -38,6 +38,12 @@ long process_state(ProcessState& st) {
     st.thp_disable = static_cast<int32_t>(r);
     constexpr long kMembarrierGetRegistrations = 1 << 9;
     st.membarrier = static_cast<int32_t>(sys(__NR_membarrier, kMembarrierGetRegistrations, 0, 0));
+    // Timer ids are per process: only the process itself can ask about them.
+    for (uint32_t i = 0; i < st.nr_timers && i < kMaxTimers; ++i) {
+        r = sys(__NR_timer_gettime, st.timer_ids[i], &st.timers[i]);
+        if (r < 0) return r;
+        st.timers[i].overrun = sys(__NR_timer_getoverrun, st.timer_ids[i]);
+    }
     return 0;
 }
 

@@ -15,7 +15,7 @@
 
 namespace ckpt::parasite {
 
-inline constexpr uint32_t kAbiVersion = 2;
+inline constexpr uint32_t kAbiVersion = 3;
 
 // Fixed offsets in the blob (see the entry code in parasite.cpp).
 inline constexpr uint64_t kEntryOffset = 0;
@@ -46,6 +46,12 @@ struct Rlimit {  // struct rlimit64
 };
 
 inline constexpr int kNrRlimits = 16;  // RLIM_NLIMITS
+inline constexpr uint32_t kMaxTimers = 512;  // POSIX timers read per process
+
+struct TimerValue {  // struct itimerspec, and timer_getoverrun
+    int64_t interval_sec, interval_nsec, value_sec, value_nsec;
+    int64_t overrun;  // or -errno
+};
 
 struct ProcessState {
     KernelSigaction sigactions[64];  // index = signal number - 1
@@ -56,7 +62,10 @@ struct ProcessState {
     int32_t child_subreaper;  // PR_GET_CHILD_SUBREAPER: not shown anywhere in /proc
     int32_t thp_disable;      // PR_GET_THP_DISABLE: status shows only part of it
     int32_t membarrier;       // MEMBARRIER_CMD_GET_REGISTRATIONS (6.3+), -errno if unknown
-    int32_t pad;
+    // In: the ids of the process's POSIX timers (from /proc/PID/timers). Out: their values.
+    uint32_t nr_timers;
+    int32_t timer_ids[kMaxTimers];
+    TimerValue timers[kMaxTimers];
 };
 
 struct ThreadState {

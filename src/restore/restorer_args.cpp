@@ -221,6 +221,7 @@ Region build_region(const RegionInputs& in) {
         uint64_t groups_at = l.take(4 * proc->creds.groups.size());
         uint64_t shared_at = l.take(sizeof(Siginfo) * proc->shared_pending.size());
         uint64_t threads_at = l.take(sizeof(ThreadArg) * threads.size());
+        uint64_t timers_at = l.take(sizeof(PosixTimerArg) * proc->posix_timers.size(), 8);
         std::vector<uint64_t> pending_at, frame_at, fp_at, stack_at;
         for (const auto* t : threads) {
             pending_at.push_back(l.take(sizeof(Siginfo) * t->pending.size()));
@@ -317,6 +318,30 @@ Region build_region(const RegionInputs& in) {
             std::memcpy(at<Siginfo>(shared_at) + i, proc->shared_pending[i].data(), sizeof(Siginfo));
         a->shared_pending = shared_at;
         a->nr_shared_pending = static_cast<uint32_t>(proc->shared_pending.size());
+        auto* pt = at<PosixTimerArg>(timers_at);
+        for (size_t i = 0; i < proc->posix_timers.size(); ++i) {
+            const auto& t = proc->posix_timers[i];
+            PosixTimerArg& o = pt[i];
+            o = {};
+            o.id = t.id;
+            o.clockid = t.clockid;
+            o.sev.value = t.sigval;
+            o.sev.signo = t.signo;
+            o.sev.notify = t.notify;
+            o.sev.tid = t.target_tid;
+            o.interval_sec = t.interval_sec;
+            o.interval_nsec = t.interval_nsec;
+            o.value_sec = t.value_sec;
+            o.value_nsec = t.value_nsec;
+            // A periodic timer whose signal was pending at dump had stopped until the signal
+            // is taken, which re-arms it: its next expiry is taken to be one interval away.
+            if (o.value_sec == 0 && o.value_nsec == 0) {
+                o.value_sec = o.interval_sec;
+                o.value_nsec = o.interval_nsec;
+            }
+        }
+        a->posix_timers = timers_at;
+        a->nr_posix_timers = static_cast<uint32_t>(proc->posix_timers.size());
 
         const auto& c = proc->creds;
         a->set_creds = !(c.ruid == 0 && c.euid == 0 && c.suid == 0 && c.rgid == 0 && c.egid == 0 &&

@@ -166,6 +166,23 @@ void restore_signals_and_timers(RestorerArgs* a) {
               static_cast<uint64_t>(which));
 }
 
+// After every thread exists: a SIGEV_THREAD_ID timer names one. Armed at once; its signal
+// waits, blocked, until the program runs.
+void restore_posix_timers(RestorerArgs* a) {
+    if (!a->nr_posix_timers) return;
+    constexpr long kPrTimerCreateRestoreIds = 77, kOn = 1, kOff = 0;
+    check(a, sys(__NR_prctl, kPrTimerCreateRestoreIds, kOn, 0, 0, 0), kStepPosixTimer, ~0ull);
+    auto* timers = reinterpret_cast<PosixTimerArg*>(a->posix_timers);
+    for (uint32_t i = 0; i < a->nr_posix_timers; ++i) {
+        PosixTimerArg& t = timers[i];
+        int32_t id = t.id;  // in: the id wanted
+        check(a, sys(__NR_timer_create, t.clockid, &t.sev, &id), kStepPosixTimer, static_cast<uint64_t>(t.id));
+        if (id != t.id) die(a, kStepPosixTimer, -16, static_cast<uint64_t>(t.id));  // EBUSY
+        check(a, sys(__NR_timer_settime, t.id, 0, &t.interval_sec, 0), kStepPosixTimer, static_cast<uint64_t>(t.id));
+    }
+    check(a, sys(__NR_prctl, kPrTimerCreateRestoreIds, kOff, 0, 0, 0), kStepPosixTimer, ~0ull);
+}
+
 void restore_rlimits(RestorerArgs* a) {
     for (uint32_t r = 0; r < a->nr_rlimits; ++r)
         check(a, sys(__NR_prlimit64, 0, r, &a->rlimits[r], 0), kStepRlimit, r);
@@ -295,6 +312,7 @@ extern "C" __attribute__((used, noreturn)) void restorer_main(RestorerArgs* a) {
         long r = restorer_clone3(&ca, sizeof ca, &threads[i], a);
         check(a, r, kStepCloneThread, tid);
     }
+    restore_posix_timers(a);
     become(a, threads[0]);
 }
 

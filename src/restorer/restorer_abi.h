@@ -10,7 +10,7 @@
 
 namespace ckpt::restorer {
 
-inline constexpr uint32_t kAbiVersion = 2;
+inline constexpr uint32_t kAbiVersion = 3;
 
 struct VmaArg {
     uint64_t start, end;
@@ -41,6 +41,21 @@ struct KSigaction {
 struct Itimer {
     int64_t interval_sec, interval_usec, value_sec, value_usec;
 };
+
+// A POSIX timer, created with its id (PR_TIMER_CREATE_RESTORE_IDS) once every thread
+// exists (a SIGEV_THREAD_ID timer needs its thread), then armed.
+struct PosixTimerArg {
+    struct {  // the kernel's struct sigevent (64 bytes)
+        uint64_t value;
+        int32_t signo;
+        int32_t notify;
+        int32_t tid;
+        int32_t pad[11];
+    } sev;
+    int64_t interval_sec, interval_nsec, value_sec, value_nsec;  // struct itimerspec
+    int32_t id, clockid;
+};
+static_assert(sizeof(PosixTimerArg::sev) == 64);
 
 struct Rlimit {  // struct rlimit64
     uint64_t cur, max;
@@ -107,6 +122,7 @@ enum Step : int32_t {
     kStepCloneThread,
     kStepNoNewPrivs,
     kStepRlimit,
+    kStepPosixTimer,
 };
 
 struct RestorerArgs {
@@ -155,6 +171,10 @@ struct RestorerArgs {
     uint32_t nr_rlimits;
     uint32_t pad2;
     Rlimit rlimits[16];
+
+    uint32_t nr_posix_timers;
+    uint32_t pad3;
+    uint64_t posix_timers;  // PosixTimerArg[]
 };
 
 }  // namespace ckpt::restorer

@@ -19,6 +19,7 @@
 #include "common/error.h"
 #include "common/fd.h"
 #include "common/fs.h"
+#include "parasite/parasite_abi.h"
 #include "tracer/ptrace.h"
 #include "tracer/proc_parse.h"
 #include "tracer/smaps_cache.h"
@@ -275,16 +276,10 @@ class Audit {
     }
 
     void timers() {
-        std::string text = read_file(fmt::format("/proc/{}/timers", pid_));
-        std::vector<std::string> ids;
-        size_t pos = 0;
-        while ((pos = text.find("ID: ", pos)) != std::string::npos) {
-            pos += 4;
-            ids.push_back(text.substr(pos, text.find('\n', pos) - pos));
-        }
-        if (!ids.empty())
-            problems_.push_back(fmt::format("has POSIX timers (timer_create, id {}): timers are not supported yet",
-                                            join(ids, ", ")));
+        auto timers = proc::parse_timers(read_file(fmt::format("/proc/{}/timers", pid_)));
+        if (timers.size() > parasite::kMaxTimers)
+            problems_.push_back(fmt::format("has {} POSIX timers: more than the {} ckpt saves", timers.size(),
+                                            parasite::kMaxTimers));
     }
 
     static std::string lock_kind(std::string_view type) {

@@ -79,6 +79,18 @@ image::Process collect_process(pid_t pid, const std::vector<image::Vma>& vmas) {
     p.exit_signal = stat.exit_signal;
     p.comm = status.name;
     p.argv = split_nul(read_file(fmt::format("/proc/{}/cmdline", pid)));
+    for (const auto& t : proc::parse_timers(read_file(fmt::format("/proc/{}/timers", pid)))) {
+        image::PosixTimer pt;
+        pt.id = t.id;
+        pt.clockid = t.clockid;
+        pt.notify = t.notify;
+        pt.signo = t.signo;
+        pt.target_tid = (t.notify & 4) ? t.target : 0;
+        pt.sigval = t.sigval;
+        p.posix_timers.push_back(pt);
+    }
+    std::sort(p.posix_timers.begin(), p.posix_timers.end(),
+              [](const image::PosixTimer& a, const image::PosixTimer& b) { return a.id < b.id; });
     p.exe_path = read_link(fmt::format("/proc/{}/exe", pid));
     p.cwd = read_link(fmt::format("/proc/{}/cwd", pid));
     p.root = read_link(fmt::format("/proc/{}/root", pid));
@@ -223,6 +235,12 @@ void collect_inside(DumpedProcess& d, image::ImageWriter& out, MemoryStats& msta
         interrupt::check();
     }
 
+    auto& timers_in = parasite.args().process;
+    if (d.proc.posix_timers.size() > parasite::kMaxTimers)
+        fail("process {} has {} POSIX timers: more than the {} ckpt saves", pid, d.proc.posix_timers.size(),
+             parasite::kMaxTimers);
+    timers_in.nr_timers = static_cast<uint32_t>(d.proc.posix_timers.size());
+    for (size_t i = 0; i < d.proc.posix_timers.size(); ++i) timers_in.timer_ids[i] = d.proc.posix_timers[i].id;
     long r = parasite.run(parasite::kCmdProcessState);
     if (r < 0) fail("parasite could not read the signal state of {}: {}", pid, errno_text(static_cast<int>(-r)));
     const auto& ps = parasite.args().process;
@@ -230,6 +248,15 @@ void collect_inside(DumpedProcess& d, image::ImageWriter& out, MemoryStats& msta
     for (const auto& it : ps.itimers)
         d.proc.itimers.push_back({it.interval_sec, it.interval_usec, it.value_sec, it.value_usec});
     d.proc.mm.brk = ps.brk;  // not in /proc/PID/stat
+    for (size_t i = 0; i < d.proc.posix_timers.size(); ++i) {
+        auto& t = d.proc.posix_timers[i];
+        const auto& v = ps.timers[i];
+        t.interval_sec = v.interval_sec;
+        t.interval_nsec = v.interval_nsec;
+        t.value_sec = v.value_sec;
+        t.value_nsec = v.value_nsec;
+        t.overrun = static_cast<int32_t>(v.overrun);
+    }
     take_parasite_attrs(ps, d.proc);
     fault::point("parasite-state");
 

@@ -276,4 +276,44 @@ std::vector<std::string_view> fdinfo_lines(std::string_view text, std::string_vi
     return out;
 }
 
+std::vector<ProcTimer> parse_timers(std::string_view text) {
+    // ID: 0 / signal: 26/00007f8ced9af200 / notify: signal/pid.22334 / ClockID: 1
+    std::vector<ProcTimer> out;
+    for (auto line : split_lines(text)) {
+        size_t colon = line.find(':');
+        if (colon == std::string_view::npos) continue;
+        std::string_view key = line.substr(0, colon), v = line.substr(colon + 1);
+        skip_spaces(v);
+        if (key == "ID") {
+            out.emplace_back();
+            out.back().id = take_num<int>(v, 10, "timer ID");
+            continue;
+        }
+        if (out.empty()) fail("malformed /proc timers: '{}' before any ID", line);
+        ProcTimer& t = out.back();
+        if (key == "signal") {
+            t.signo = take_num<int>(v, 10, "timer signal");
+            expect(v, '/', "timer signal");
+            t.sigval = take_num<uint64_t>(v, 16, "timer sigev_value");
+        } else if (key == "notify") {
+            size_t slash = v.find('/'), dot = v.find('.');
+            if (slash == std::string_view::npos || dot == std::string_view::npos || dot < slash)
+                fail("malformed /proc timers notify line '{}'", line);
+            std::string_view how = v.substr(0, slash), whom = v.substr(slash + 1, dot - slash - 1);
+            if (how == "signal") t.notify = 0;
+            else if (how == "none") t.notify = 1;
+            else if (how == "thread") t.notify = 2;
+            else fail("unknown timer notification '{}'", how);
+            if (whom == "tid") t.notify |= 4;
+            v.remove_prefix(dot + 1);
+            t.target = take_num<int>(v, 10, "timer notify target");
+        } else if (key == "ClockID") {
+            bool neg = !v.empty() && v.front() == '-';
+            if (neg) v.remove_prefix(1);
+            t.clockid = take_num<int>(v, 10, "timer ClockID") * (neg ? -1 : 1);
+        }
+    }
+    return out;
+}
+
 }  // namespace ckpt::proc

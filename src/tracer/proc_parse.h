@@ -66,6 +66,17 @@ struct FdInfo {
 
 FdInfo parse_fdinfo(std::string_view text);
 
+// One timer of /proc/PID/timers.
+struct ProcTimer {
+    int id = 0;
+    int signo = 0;
+    uint64_t sigval = 0;
+    int notify = 0;  // SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD, plus SIGEV_THREAD_ID (4) when "tid"
+    int target = 0;  // the pid or tid it signals
+    int clockid = 0;
+};
+std::vector<ProcTimer> parse_timers(std::string_view text);
+
 // The number on the line "KEY: N" of fdinfo text (spaces after the colon skipped), read in
 // `base`; fails naming `what` if the line is missing or malformed.
 uint64_t fdinfo_number(std::string_view text, std::string_view key, int base, const char* what);
