@@ -86,6 +86,7 @@ TESTS = {
     "events_epoll": {},
     "events_timerfd": {},
     "posix_timers": {},
+    "file_locks": {},
     # multi-threaded (tests/programs/threads_*.c)
     "threads_mutex": {},
     "threads_condvar": {},

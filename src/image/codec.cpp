@@ -16,6 +16,7 @@ const char* record_name(RecordType t) {
         case RecordType::SignalFd: return "SignalFd";
         case RecordType::TimerFd: return "TimerFd";
         case RecordType::EpollTarget: return "EpollTarget";
+        case RecordType::FileLock: return "FileLock";
         case RecordType::End: return "End";
     }
     return "unknown";

@@ -47,6 +47,7 @@ enum class RecordType : uint32_t {
     SignalFd = 8,
     TimerFd = 9,
     EpollTarget = 10,
+    FileLock = 11,
     End = 0x7fff,
 };
 
@@ -632,6 +633,35 @@ struct EpollTarget {
         v("target_file_id", target_file_id);
         v("events", events);
         v("data", data);
+    }
+};
+
+// ---- file locks: src/files/file_locks.h --------------------------------------------------
+
+enum class FileLockKind : uint32_t {
+    Posix = 0,  // fcntl F_SETLK: owned by the process, released by closing any fd of the file
+    Flock = 1,  // flock(): owned by the open file description
+    Ofd = 2,    // fcntl F_OFD_SETLK: owned by the open file description
+};
+
+// A lock held at dump time, taken again before anything of the tree runs.
+struct FileLock {
+    static constexpr RecordType kType = RecordType::FileLock;
+    FileLockKind kind = FileLockKind::Posix;
+    int32_t pid = 0;  // Posix: its owner; Flock, Ofd: the process that takes it again
+    int32_t fd = 0;   // an fd of `pid` on the file (Flock, Ofd: on the locked description)
+    uint32_t file_id = 0;  // the description of `fd`
+    uint32_t write = 0;    // 1: write (exclusive) lock, 0: read (shared)
+    uint64_t start = 0;
+    uint64_t end = 0;  // last byte locked; ~0 = to the end of the file, however it grows (flock: always)
+    template <typename V> void visit(V& v) {
+        v("kind", kind);
+        v("pid", pid);
+        v("fd", fd);
+        v("file_id", file_id);
+        v("write", write);
+        v("start", start);
+        v("end", end);
     }
 };
 

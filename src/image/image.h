@@ -18,6 +18,7 @@ struct Image {
     std::vector<SignalFd> signalfds;
     std::vector<TimerFd> timerfds;
     std::vector<EpollTarget> epoll_targets;
+    std::vector<FileLock> file_locks;
     End end;
 };
 

@@ -272,6 +272,12 @@ void print_files(const Image& img, const Process& p, std::FILE* out) {
         std::string notes;
         if (f.dup_of >= 0) notes += fmt::format(" (dup of {})", f.dup_of);
         else notes += event_note(img, f);
+        for (const auto& l : img.file_locks)
+            if (l.pid == p.pid && l.fd == f.fd)
+                notes += fmt::format(" ({} {} lock{})", fields::name_of(l.kind), l.write ? "write" : "read",
+                                     l.kind == FileLockKind::Flock ? std::string()
+                                     : l.end == ~0ull ? fmt::format(" {}..EOF", l.start)
+                                                      : fmt::format(" {}..{}", l.start, l.end));
         if (f.kind == FdKind::Pipe || f.kind == FdKind::Fifo)
             notes += fmt::format(" (size {}{}{})", fields::size_text(f.pipe_size),
                                  f.size ? fmt::format(", {} bytes buffered", f.size) : "",
@@ -402,6 +408,7 @@ void print_info(const std::string& dir, const InfoOptions& opts, std::FILE* out)
     json_array(s, "signalfds", img.signalfds);
     json_array(s, "timerfds", img.timerfds);
     json_array(s, "epoll_targets", img.epoll_targets);
+    json_array(s, "file_locks", img.file_locks);
     s += ",\n  \"end\": ";
     json_record(s, img.end);
     s += "\n}\n";

@@ -233,6 +233,15 @@ const char* name_of(VmaKind k) {
     return "unknown";
 }
 
+const char* name_of(FileLockKind k) {
+    switch (k) {
+        case FileLockKind::Posix: return "posix";
+        case FileLockKind::Flock: return "flock";
+        case FileLockKind::Ofd: return "ofd";
+    }
+    return "?";
+}
+
 const char* name_of(FdKind k) {
     switch (k) {
         case FdKind::Regular: return "file";

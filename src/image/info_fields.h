@@ -58,6 +58,7 @@ std::string text_signed(Style style, int64_t value);
 // The name of an enum value, for text and JSON.
 const char* name_of(VmaKind k);
 const char* name_of(FdKind k);
+const char* name_of(FileLockKind k);
 const char* name_of(SyscallRestart r);
 
 std::string signal_name(int sig);          // "SIGINT", "SIGRTMIN+2"; kernel numbering

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "common/error.h"
 #include "common/fs.h"
@@ -116,6 +117,11 @@ void check_event_records(const Image& img, const std::string& dir) {
             fail("{} is corrupt: epoll target fd {} of file {} names an epoll or target process {} does not hold",
                  dir, t.tfd, t.file_id, t.pid);
     }
+    std::set<std::tuple<int32_t, int32_t, uint32_t>> fd_of;  // (pid, fd, file_id)
+    for (const auto& f : img.fds) fd_of.insert({f.pid, f.fd, f.file_id});
+    for (const auto& l : img.file_locks)
+        if (!fd_of.count({l.pid, l.fd, l.file_id}) || static_cast<uint32_t>(l.kind) > 2 || l.write > 1 || l.end < l.start)
+            fail("{} is corrupt: a file lock names fd {} of process {}, which the image does not have", dir, l.fd, l.pid);
 }
 
 }  // namespace
@@ -199,6 +205,7 @@ Image read_image(const std::string& dir) {
             case RecordType::SignalFd: decode_into(img.signalfds, payload); break;
             case RecordType::TimerFd: decode_into(img.timerfds, payload); break;
             case RecordType::EpollTarget: decode_into(img.epoll_targets, payload); break;
+            case RecordType::FileLock: decode_into(img.file_locks, payload); break;
             case RecordType::End:
                 img.end = decode<End>(payload);
                 if (img.end.nr_records != index)

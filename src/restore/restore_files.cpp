@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/fd.h"
 #include "common/fs.h"
+#include "files/file_locks.h"
 #include "restore/shared_pool.h"
 
 namespace ckpt::restore {
@@ -274,6 +275,8 @@ void restore_fd_table(const image::Image& img, int pid, const FilesOptions& opts
         place(fd, rec.fd, rec);
     }
     if (opts.events) opts.events->register_epoll_targets(pid);
+    // POSIX locks come later, in the restorer stub: closing any descriptor of a file drops them.
+    files::take_description_locks(img, pid);
 }
 
 }  // namespace ckpt::restore

@@ -1,6 +1,7 @@
 #include "restore/restorer_args.h"
 
 #include <cpuid.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/time.h>
 #include <sys/user.h>
@@ -222,6 +223,10 @@ Region build_region(const RegionInputs& in) {
         uint64_t shared_at = l.take(sizeof(Siginfo) * proc->shared_pending.size());
         uint64_t threads_at = l.take(sizeof(ThreadArg) * threads.size());
         uint64_t timers_at = l.take(sizeof(PosixTimerArg) * proc->posix_timers.size(), 8);
+        std::vector<const image::FileLock*> posix_locks;
+        for (const auto& fl : img.file_locks)
+            if (fl.pid == pid && fl.kind == image::FileLockKind::Posix) posix_locks.push_back(&fl);
+        uint64_t locks_at = l.take(sizeof(PosixLockArg) * posix_locks.size(), 8);
         std::vector<uint64_t> pending_at, frame_at, fp_at, stack_at;
         for (const auto* t : threads) {
             pending_at.push_back(l.take(sizeof(Siginfo) * t->pending.size()));
@@ -342,6 +347,18 @@ Region build_region(const RegionInputs& in) {
         }
         a->posix_timers = timers_at;
         a->nr_posix_timers = static_cast<uint32_t>(proc->posix_timers.size());
+        auto* pl = at<PosixLockArg>(locks_at);
+        for (size_t i = 0; i < posix_locks.size(); ++i) {
+            const image::FileLock& fl = *posix_locks[i];
+            pl[i] = {};
+            pl[i].fd = fl.fd;
+            pl[i].fl.type = static_cast<int16_t>(fl.write ? F_WRLCK : F_RDLCK);
+            pl[i].fl.whence = SEEK_SET;
+            pl[i].fl.start = static_cast<int64_t>(fl.start);
+            pl[i].fl.len = fl.end == ~0ull ? 0 : static_cast<int64_t>(fl.end - fl.start + 1);
+        }
+        a->posix_locks = locks_at;
+        a->nr_posix_locks = static_cast<uint32_t>(posix_locks.size());
 
         const auto& c = proc->creds;
         a->set_creds = !(c.ruid == 0 && c.euid == 0 && c.suid == 0 && c.rgid == 0 && c.egid == 0 &&

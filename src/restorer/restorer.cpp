@@ -183,6 +183,14 @@ void restore_posix_timers(RestorerArgs* a) {
     check(a, sys(__NR_prctl, kPrTimerCreateRestoreIds, kOff, 0, 0, 0), kStepPosixTimer, ~0ull);
 }
 
+// After close_fds: closing any descriptor of a file drops the process's POSIX locks on it.
+void restore_posix_locks(RestorerArgs* a) {
+    constexpr long kFSetlk = 6;
+    auto* locks = reinterpret_cast<PosixLockArg*>(a->posix_locks);
+    for (uint32_t i = 0; i < a->nr_posix_locks; ++i)
+        check(a, sys(__NR_fcntl, locks[i].fd, kFSetlk, &locks[i].fl), kStepPosixLock, static_cast<uint64_t>(locks[i].fd));
+}
+
 void restore_rlimits(RestorerArgs* a) {
     for (uint32_t r = 0; r < a->nr_rlimits; ++r)
         check(a, sys(__NR_prlimit64, 0, r, &a->rlimits[r], 0), kStepRlimit, r);
@@ -288,6 +296,7 @@ extern "C" __attribute__((used, noreturn)) void restorer_main(RestorerArgs* a) {
     protect_vmas(a);
     check(a, sys(__NR_prctl, kPrSetMm, kPrSetMmMap, &a->mm, sizeof(MmMap), 0), kStepMm);
     close_fds(a);
+    restore_posix_locks(a);
     // Only now: the limits (address space, data, open files) constrained the program, not
     // the rebuilding of it.
     restore_rlimits(a);

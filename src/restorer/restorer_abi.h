@@ -57,6 +57,17 @@ struct PosixTimerArg {
 };
 static_assert(sizeof(PosixTimerArg::sev) == 64);
 
+struct PosixLockArg {  // fcntl(fd, F_SETLK, &fl)
+    int32_t fd, pad;
+    struct {  // the kernel's struct flock
+        int16_t type, whence;
+        int32_t pad;
+        int64_t start, len;
+        int32_t pid, pad2;
+    } fl;
+};
+static_assert(sizeof(PosixLockArg::fl) == 32);
+
 struct Rlimit {  // struct rlimit64
     uint64_t cur, max;
 };
@@ -123,6 +134,7 @@ enum Step : int32_t {
     kStepNoNewPrivs,
     kStepRlimit,
     kStepPosixTimer,
+    kStepPosixLock,
 };
 
 struct RestorerArgs {
@@ -175,6 +187,9 @@ struct RestorerArgs {
     uint32_t nr_posix_timers;
     uint32_t pad3;
     uint64_t posix_timers;  // PosixTimerArg[]
+    uint32_t nr_posix_locks;
+    uint32_t pad4;
+    uint64_t posix_locks;  // PosixLockArg[]
 };
 
 }  // namespace ckpt::restorer

@@ -305,12 +305,12 @@ class Audit {
         return f;
     }
 
-    // fdinfo shows the locks held through each descriptor (POSIX locks of this process,
-    // flock and OFD locks of this open file); /proc/locks adds locks still held through
-    // a mapping whose descriptor was closed.
+    // Locks held through a descriptor are saved (files/file_locks.h), except leases and
+    // delegations; /proc/locks adds locks still held through a mapping whose descriptor was
+    // closed, which restore could not take again.
     void locks() {
         std::vector<std::string> found;
-        std::set<std::string> seen_ids;  // "major:minor:inode type" already reported
+        std::set<std::string> seen_ids;  // "major:minor:inode type" held through an fd
         for (int fd : list_numbers(fmt::format("/proc/{}/fdinfo", pid_))) {
             std::string info = read_optional(fmt::format("/proc/{}/fdinfo/{}", pid_, fd));
             size_t pos = 0;
@@ -321,7 +321,10 @@ class Audit {
                 pos = end == std::string::npos ? info.size() : end;
                 if (f.size() < 6 || f[1] == "->") continue;  // a waiter, not a holder
                 seen_ids.insert(f[5] + " " + f[1]);
-                found.push_back(fmt::format("{} on fd {}", lock_kind(f[1]), fd));
+                if (f[1] != "POSIX" && f[1] != "FLOCK" && f[1] != "OFDLCK")
+                    found.push_back(fmt::format("{} on fd {}: not supported yet", lock_kind(f[1]), fd));
+                else if (f[2] != "ADVISORY")
+                    found.push_back(fmt::format("mandatory {} on fd {}: not supported", lock_kind(f[1]), fd));
             }
         }
         std::string all = read_optional("/proc/locks");
@@ -333,11 +336,10 @@ class Audit {
             pos = end + 1;
             if (f.size() < 6 || f[1] == "->") continue;
             if (std::atoi(f[4].c_str()) != pid_ || seen_ids.count(f[5] + " " + f[1])) continue;
-            found.push_back(fmt::format("{} on inode {}", lock_kind(f[1]), f[5]));
+            found.push_back(fmt::format("{} on inode {} through no descriptor (a mapping whose fd was closed): "
+                                        "not supported yet", lock_kind(f[1]), f[5]));
         }
-        if (!found.empty())
-            problems_.push_back(fmt::format("holds file locks ({}): file locks are not supported yet",
-                                            join(found, ", ")));
+        if (!found.empty()) problems_.push_back(fmt::format("holds file locks ckpt cannot save ({})", join(found, ", ")));
     }
 
     // Seccomp is per thread. Dropping a filter would lift a security policy, so this is

@@ -31,6 +31,7 @@
 #include "tracer/shared_files.h"
 #include "tracer/smaps_cache.h"
 #include "files/event_fds.h"
+#include "files/file_locks.h"
 #include "files/pipe.h"
 #include "tracer/gadgets.h"
 #include "tracer/memory_dump.h"
@@ -312,6 +313,7 @@ void dump(const DumpOptions& opts) {
     assign_file_ids(fds);
     image::Image events;  // the state of event descriptors, once per description
     files::dump_event_fds(fds, events);
+    std::vector<image::FileLock> locks = files::dump_file_locks(fds);
     {
         auto pids = tree.pids();
         files::dump_pipes(fds, std::set<pid_t>(pids.begin(), pids.end()), out);
@@ -369,6 +371,7 @@ void dump(const DumpOptions& opts) {
     for (const auto& r : events.signalfds) out.add(r);
     for (const auto& r : events.timerfds) out.add(r);
     for (const auto& r : events.epoll_targets) out.add(r);
+    for (const auto& r : locks) out.add(r);
     fault::point("write-image");
     fault::point("commit");
     out.commit();

@@ -5,7 +5,8 @@
  * checks that the state is still there, exactly as set up (a refused dump must not have
  * touched it), cleans up and passes.
  *
- * Kinds: child, zombie, timer, posix-lock, flock, ofd-lock, seccomp, nnp,
+ * Kinds: child, zombie, timer, posix-lock, flock, ofd-lock, lease (a read lease on a file it
+ * owns), seccomp, nnp,
  * ns-net, ns-uts, ns-ipc, ns-mnt, ns-cgroup, ns-user, ns-pid, ns-time (unshare; ns-pid
  * and ns-time change only the namespace of future children), tracer PID (ptrace-seizes
  * PID, a process that is not its child), droppable (MAP_DROPPABLE), sealed (mseal),
@@ -62,6 +63,7 @@ static pid_t child = -1;
 static int epoll_fd = -1;
 static timer_t timer;
 static int lock_fd = -1;
+static int lease_fd = -1;
 static pid_t tracee = -1;
 static pid_t tracer_kid = -1; /* traced-child: the child that traces `child` */
 static volatile int ready_written; /* vfork: READY came from the child (shared memory) */
@@ -264,6 +266,14 @@ static void setup(const char *arg)
 		struct itimerspec its = { { 1000, 0 }, { 1000, 0 } };
 		if (timer_create(CLOCK_MONOTONIC, &sev, &timer) != 0 || timer_settime(timer, 0, &its, NULL) != 0)
 			zt_fail("timer_create/settime: %s", strerror(errno));
+	} else if (!strcmp(kind, "lease")) {
+		int fd = open("zt-leasefile", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (fd < 0)
+			zt_fail("open zt-leasefile: %s", strerror(errno));
+		close(fd);
+		lease_fd = open("zt-leasefile", O_RDONLY | O_CLOEXEC);
+		if (lease_fd < 0 || fcntl(lease_fd, F_SETLEASE, F_RDLCK) != 0)
+			zt_fail("F_SETLEASE: %s", strerror(errno));
 	} else if (!strcmp(kind, "posix-lock") || !strcmp(kind, "flock") || !strcmp(kind, "ofd-lock")) {
 		struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
 		int r;
@@ -423,6 +433,9 @@ static void check(void)
 				(long)its.it_value.tv_sec);
 	} else if (lock_fd >= 0) {
 		check_lock_held();
+	} else if (lease_fd >= 0) {
+		if (fcntl(lease_fd, F_GETLEASE) != F_RDLCK)
+			zt_fail("the read lease is gone");
 	} else if (!strcmp(kind, "seccomp") || !strcmp(kind, "nnp")) {
 		char buf[4096], *p;
 		long n = zt_read_file("/proc/self/status", buf, sizeof(buf) - 1);

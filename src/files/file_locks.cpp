@@ -1,0 +1,94 @@
+#include "files/file_locks.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+
+#include <set>
+#include <string>
+#include <tuple>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "tracer/proc_parse.h"
+
+namespace ckpt::files {
+
+namespace {
+
+std::vector<std::string> words(std::string_view line) {
+    std::vector<std::string> out;
+    size_t i = 0;
+    while (i < line.size()) {
+        while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+        size_t j = i;
+        while (j < line.size() && line[j] != ' ' && line[j] != '\t') ++j;
+        if (j > i) out.emplace_back(line.substr(i, j - i));
+        i = j;
+    }
+    return out;
+}
+
+}  // namespace
+
+std::vector<image::FileLock> dump_file_locks(const std::vector<image::Fd>& fds) {
+    std::vector<image::FileLock> out;
+    // (kind, owner: pid for POSIX, file_id otherwise, dev:ino, start, end, write)
+    std::set<std::tuple<int, long, std::string, uint64_t, uint64_t, int>> seen;
+    for (const auto& f : fds) {
+        if (f.dup_of >= 0) continue;  // a dup shows the same locks as the fd it duplicates
+        std::string info = read_file(fmt::format("/proc/{}/fdinfo/{}", f.pid, f.fd));
+        for (auto line : proc::fdinfo_lines(info, "lock:")) {
+            // "lock:\t1: POSIX  ADVISORY  WRITE 1234 fe:00:131 0 EOF"; a waiter has "->" after the id
+            auto w = words(line.substr(5));
+            if (w.size() >= 2 && w[1] == "->") continue;
+            if (w.size() < 8) fail("process {} fd {}: malformed lock line '{}'", f.pid, f.fd, line);
+            image::FileLock l;
+            if (w[1] == "POSIX") l.kind = image::FileLockKind::Posix;
+            else if (w[1] == "FLOCK") l.kind = image::FileLockKind::Flock;
+            else if (w[1] == "OFDLCK") l.kind = image::FileLockKind::Ofd;
+            else fail("process {} fd {} ({}) holds a {} lock: not supported yet", f.pid, f.fd, f.path, w[1]);
+            if (w[2] != "ADVISORY")
+                fail("process {} fd {} ({}) holds a {} {} lock: not supported", f.pid, f.fd, f.path, w[2], w[1]);
+            if (w[3] != "READ" && w[3] != "WRITE")
+                fail("process {} fd {} ({}): a {} lock of unknown type {}", f.pid, f.fd, f.path, w[1], w[3]);
+            l.pid = f.pid;
+            l.fd = f.fd;
+            l.file_id = f.file_id;
+            l.write = w[3] == "WRITE";
+            try {
+                l.start = std::stoull(w[6]);
+                l.end = w[7] == "EOF" ? ~0ull : std::stoull(w[7]);
+            } catch (const std::exception&) {
+                fail("process {} fd {}: malformed lock range in '{}'", f.pid, f.fd, line);
+            }
+            long owner = l.kind == image::FileLockKind::Posix ? f.pid : static_cast<long>(f.file_id);
+            if (seen.insert({static_cast<int>(l.kind), owner, w[5], l.start, l.end, l.write}).second) out.push_back(l);
+        }
+    }
+    return out;
+}
+
+void take_description_locks(const image::Image& img, int pid) {
+    for (const auto& l : img.file_locks) {
+        if (l.pid != pid || l.kind == image::FileLockKind::Posix) continue;
+        int r;
+        if (l.kind == image::FileLockKind::Flock) {
+            r = ::flock(l.fd, (l.write ? LOCK_EX : LOCK_SH) | LOCK_NB);
+        } else {
+            struct flock fl {};
+            fl.l_type = static_cast<short>(l.write ? F_WRLCK : F_RDLCK);
+            fl.l_whence = SEEK_SET;
+            fl.l_start = static_cast<off_t>(l.start);
+            fl.l_len = l.end == ~0ull ? 0 : static_cast<off_t>(l.end - l.start + 1);
+            r = ::fcntl(l.fd, F_OFD_SETLK, &fl);
+        }
+        if (r != 0) {
+            bool taken = errno == EAGAIN || errno == EWOULDBLOCK || errno == EACCES;
+            fail_errno("process {} fd {}: cannot take its {} lock again{}", pid, l.fd,
+                       l.kind == image::FileLockKind::Flock ? "flock" : "OFD",
+                       taken ? " (another process holds a conflicting lock now)" : "");
+        }
+    }
+}
+
+}  // namespace ckpt::files
