@@ -43,7 +43,7 @@ FD_KINDS = {
     "epoll": None,
     "signalfd": None,
     "timerfd": None,
-    "inotify": "inotify",
+    "inotify": None,
     "fanotify": "fanotify",
     "pidfd": "pidfd",
     "userfaultfd": "userfaultfd",

@@ -85,6 +85,7 @@ TESTS = {
     # event descriptors (issue 8)
     "events_epoll": {},
     "events_timerfd": {},
+    "events_inotify": {},
     "posix_timers": {},
     "file_locks": {},
     # multi-threaded (tests/programs/threads_*.c)

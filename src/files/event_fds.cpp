@@ -9,7 +9,7 @@ namespace ckpt::files {
 
 bool is_event_fd(image::FdKind k) {
     return k == image::FdKind::EventFd || k == image::FdKind::Epoll || k == image::FdKind::SignalFd ||
-           k == image::FdKind::TimerFd;
+           k == image::FdKind::TimerFd || k == image::FdKind::Inotify;
 }
 
 void dump_event_fds(const std::vector<image::Fd>& fds, image::Image& state) {
@@ -22,6 +22,11 @@ void dump_event_fds(const std::vector<image::Fd>& fds, image::Image& state) {
                 case image::FdKind::EventFd: state.eventfds.push_back(dump_eventfd(info, f.file_id)); break;
                 case image::FdKind::SignalFd: state.signalfds.push_back(dump_signalfd(info, f.file_id)); break;
                 case image::FdKind::TimerFd: state.timerfds.push_back(dump_timerfd(info, f.file_id)); break;
+                case image::FdKind::Inotify: {
+                    auto watches = dump_inotify(f, info);
+                    state.inotify_watches.insert(state.inotify_watches.end(), watches.begin(), watches.end());
+                    break;
+                }
                 case image::FdKind::Epoll: {
                     auto targets = dump_epoll(f, info, fds);
                     state.epoll_targets.insert(state.epoll_targets.end(), targets.begin(), targets.end());
@@ -30,7 +35,7 @@ void dump_event_fds(const std::vector<image::Fd>& fds, image::Image& state) {
                 default: break;
             }
         } catch (const Error& e) {
-            if (f.kind == image::FdKind::Epoll) throw;  // names process and fd already
+            if (f.kind == image::FdKind::Epoll || f.kind == image::FdKind::Inotify) throw;  // names process and fd already
             fail("process {} fd {} ({}): {}", f.pid, f.fd, f.path, e.what());
         }
     }
@@ -41,6 +46,7 @@ EventFds::EventFds(const image::Image& img) : img_(img) {
     for (const auto& r : img.signalfds) signalfds_[r.file_id] = &r;
     for (const auto& r : img.timerfds) timerfds_[r.file_id] = &r;
     for (const auto& t : img.epoll_targets) targets_by_pid_.emplace(t.pid, &t);
+    for (const auto& w : img.inotify_watches) watches_[w.file_id].push_back(&w);
 }
 
 int EventFds::open(const image::Fd& rec) const {
@@ -55,6 +61,10 @@ int EventFds::open(const image::Fd& rec) const {
             case image::FdKind::SignalFd: return open_signalfd(*state(signalfds_), rec.open_flags);
             case image::FdKind::TimerFd: return open_timerfd(*state(timerfds_), rec.open_flags);
             case image::FdKind::Epoll: return open_epoll(rec.open_flags);
+            case image::FdKind::Inotify: {
+                auto it = watches_.find(rec.file_id);
+                return open_inotify(rec.open_flags, it == watches_.end() ? std::vector<const image::InotifyWatch*>{} : it->second);
+            }
             default: break;
         }
     } catch (const Error& e) {

@@ -1,4 +1,4 @@
-// Event descriptors: eventfd, signalfd, timerfd and epoll, the descriptors event loops are
+// Event descriptors: eventfd, signalfd, timerfd, epoll and inotify, the descriptors event loops are
 // made of (libuv, the Go netpoller, glib, Java NIO). Each kind has one file here holding
 // its dump half (its state read from /proc/PID/fdinfo, which never consumes anything, so a
 // --leave-running target goes on as before) and its restore half (a new object made with
@@ -26,8 +26,8 @@ namespace ckpt::files {
 bool is_event_fd(image::FdKind k);
 
 // The state records of every event descriptor of `fds` (every process of the tree, file_ids
-// assigned), one per open file description, into `state`'s eventfds, signalfds, timerfds and
-// epoll_targets. Refuses (ckpt::Error naming process and fd) an epoll target that no process
+// assigned), one per open file description, into `state`'s eventfds, signalfds, timerfds,
+// epoll_targets and inotify_watches. Refuses (ckpt::Error naming process and fd) an epoll target that no process
 // holding the epoll holds.
 void dump_event_fds(const std::vector<image::Fd>& fds, image::Image& state);
 
@@ -51,6 +51,7 @@ class EventFds {
     std::map<uint32_t, const image::SignalFd*> signalfds_;
     std::map<uint32_t, const image::TimerFd*> timerfds_;
     std::multimap<pid_t, const image::EpollTarget*> targets_by_pid_;
+    std::map<uint32_t, std::vector<const image::InotifyWatch*>> watches_;
 };
 
 // The halves of each kind (eventfd.cpp, signalfd.cpp, timerfd.cpp, epoll.cpp).
@@ -64,6 +65,8 @@ int open_timerfd(const image::TimerFd& rec, uint32_t open_flags);
 std::vector<image::EpollTarget> dump_epoll(const image::Fd& epoll, std::string_view fdinfo,
                                            const std::vector<image::Fd>& fds);
 int open_epoll(uint32_t open_flags);
+std::vector<image::InotifyWatch> dump_inotify(const image::Fd& inotify, std::string_view fdinfo);
+int open_inotify(uint32_t open_flags, std::vector<const image::InotifyWatch*> watches);
 // Registers `t` in the epoll at fd `epfd` of the calling process; `target_fd` holds the
 // target's description (maybe at another number than t.tfd).
 void register_epoll_target(int epfd, int target_fd, const image::EpollTarget& t);

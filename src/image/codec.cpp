@@ -17,6 +17,7 @@ const char* record_name(RecordType t) {
         case RecordType::TimerFd: return "TimerFd";
         case RecordType::EpollTarget: return "EpollTarget";
         case RecordType::FileLock: return "FileLock";
+        case RecordType::InotifyWatch: return "InotifyWatch";
         case RecordType::End: return "End";
     }
     return "unknown";

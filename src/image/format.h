@@ -48,6 +48,7 @@ enum class RecordType : uint32_t {
     TimerFd = 9,
     EpollTarget = 10,
     FileLock = 11,
+    InotifyWatch = 12,
     End = 0x7fff,
 };
 
@@ -503,6 +504,7 @@ enum class FdKind : uint32_t {
     Epoll = 8,
     SignalFd = 9,
     TimerFd = 10,
+    Inotify = 11,  // its watches are InotifyWatch records
 };
 
 struct Fd {
@@ -633,6 +635,25 @@ struct EpollTarget {
         v("target_file_id", target_file_id);
         v("events", events);
         v("data", data);
+    }
+};
+
+// One watch of an inotify instance, added again under the same watch descriptor number.
+// Events queued and not yet read at dump time are not kept.
+struct InotifyWatch {
+    static constexpr RecordType kType = RecordType::InotifyWatch;
+    uint32_t file_id = 0;  // the inotify's open file description
+    int32_t wd = 0;
+    uint32_t mask = 0;     // IN_* events and flags (IN_ONESHOT, IN_EXCL_UNLINK, ...)
+    std::string path;      // recovered at dump from the file handle the kernel keeps
+    uint64_t dev = 0, ino = 0;  // of the watched inode, checked at restore
+    template <typename V> void visit(V& v) {
+        v("file_id", file_id);
+        v("wd", wd);
+        v("mask", mask);
+        v("path", path);
+        v("dev", dev);
+        v("ino", ino);
     }
 };
 

@@ -19,7 +19,21 @@ struct Image {
     std::vector<TimerFd> timerfds;
     std::vector<EpollTarget> epoll_targets;
     std::vector<FileLock> file_locks;
+    std::vector<InotifyWatch> inotify_watches;
     End end;
 };
+
+// The vectors of records that describe kernel objects beyond processes, memory and fds, with
+// their names in `ckpt info --json`: the one list the dump writes, the reader fills and info
+// shows, so a new kind of record cannot be collected and then forgotten by one of them.
+template <typename ImageT, typename F>
+void for_each_object_records(ImageT& img, F&& f) {
+    f("eventfds", img.eventfds);
+    f("signalfds", img.signalfds);
+    f("timerfds", img.timerfds);
+    f("epoll_targets", img.epoll_targets);
+    f("inotify_watches", img.inotify_watches);
+    f("file_locks", img.file_locks);
+}
 
 }  // namespace ckpt::image

@@ -237,6 +237,14 @@ std::string event_note(const Image& img, const Fd& f) {
                                        t.settime_flags & 1 ? " absolute" : "", ns_text(t.value_sec, t.value_nsec),
                                        ns_text(t.interval_sec, t.interval_nsec), t.ticks);
             break;
+        case FdKind::Inotify: {
+            std::vector<std::string> watches;
+            size_t n = 0;
+            for (const auto& w : img.inotify_watches)
+                if (w.file_id == f.file_id && ++n <= 8) watches.push_back(fmt::format("{} {} mask {:#x}", w.wd, w.path, w.mask));
+            return fmt::format(" ({} watch{}{}{}{})", n, n == 1 ? "" : "es", watches.empty() ? "" : ": ",
+                               fmt::join(watches, "; "), n > watches.size() ? "; ..." : "");
+        }
         case FdKind::Epoll: {
             std::vector<std::string> targets;
             size_t n = 0;
@@ -404,11 +412,7 @@ void print_info(const std::string& dir, const InfoOptions& opts, std::FILE* out)
     json_array(s, "vmas", img.vmas);
     json_array(s, "page_runs", img.page_runs);
     json_array(s, "fds", img.fds);
-    json_array(s, "eventfds", img.eventfds);
-    json_array(s, "signalfds", img.signalfds);
-    json_array(s, "timerfds", img.timerfds);
-    json_array(s, "epoll_targets", img.epoll_targets);
-    json_array(s, "file_locks", img.file_locks);
+    for_each_object_records(img, [&](const char* name, const auto& records) { json_array(s, name, records); });
     s += ",\n  \"end\": ";
     json_record(s, img.end);
     s += "\n}\n";

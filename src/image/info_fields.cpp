@@ -191,6 +191,9 @@ Style style_of(const Fd*, std::string_view f) {
 Style style_of(const SignalFd*, std::string_view f) {
     return lookup({{"mask", Style::SigMask}}, f);
 }
+Style style_of(const InotifyWatch*, std::string_view f) {
+    return lookup({{"mask", Style::Hex}}, f);
+}
 Style style_of(const EpollTarget*, std::string_view f) {
     return lookup({{"events", Style::Hex}, {"data", Style::Hex}}, f);
 }
@@ -255,6 +258,7 @@ const char* name_of(FdKind k) {
         case FdKind::Epoll: return "epoll";
         case FdKind::SignalFd: return "signalfd";
         case FdKind::TimerFd: return "timerfd";
+        case FdKind::Inotify: return "inotify";
     }
     return "unknown";
 }

@@ -45,6 +45,7 @@ Style style_of(const PageRun*, std::string_view field);
 Style style_of(const Fd*, std::string_view field);
 Style style_of(const SignalFd*, std::string_view field);
 Style style_of(const EpollTarget*, std::string_view field);
+Style style_of(const InotifyWatch*, std::string_view field);
 template <typename Rec>
 Style style_of(const Rec*, std::string_view) {
     return Style::Plain;

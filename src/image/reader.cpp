@@ -117,6 +117,13 @@ void check_event_records(const Image& img, const std::string& dir) {
             fail("{} is corrupt: epoll target fd {} of file {} names an epoll or target process {} does not hold",
                  dir, t.tfd, t.file_id, t.pid);
     }
+    std::set<std::pair<uint32_t, int32_t>> wds;
+    for (const auto& w : img.inotify_watches) {
+        auto k = kind_of.find(w.file_id);
+        if (k == kind_of.end() || k->second != FdKind::Inotify || w.wd <= 0 || !wds.insert({w.file_id, w.wd}).second)
+            fail("{} is corrupt: inotify watch {} names file {}, which is no inotify (or has it twice)", dir, w.wd,
+                 w.file_id);
+    }
     std::set<std::tuple<int32_t, int32_t, uint32_t>> fd_of;  // (pid, fd, file_id)
     for (const auto& f : img.fds) fd_of.insert({f.pid, f.fd, f.file_id});
     for (const auto& l : img.file_locks)
@@ -201,11 +208,6 @@ Image read_image(const std::string& dir) {
             case RecordType::Vma: decode_into(img.vmas, payload); break;
             case RecordType::PageRun: decode_into(img.page_runs, payload); break;
             case RecordType::Fd: decode_into(img.fds, payload); break;
-            case RecordType::EventFd: decode_into(img.eventfds, payload); break;
-            case RecordType::SignalFd: decode_into(img.signalfds, payload); break;
-            case RecordType::TimerFd: decode_into(img.timerfds, payload); break;
-            case RecordType::EpollTarget: decode_into(img.epoll_targets, payload); break;
-            case RecordType::FileLock: decode_into(img.file_locks, payload); break;
             case RecordType::End:
                 img.end = decode<End>(payload);
                 if (img.end.nr_records != index)
@@ -213,9 +215,18 @@ Image read_image(const std::string& dir) {
                          img.end.nr_records, index);
                 have_end = true;
                 break;
-            default:
-                fail("{} is corrupt: unknown record type {} at index {}", meta_path, h.type,
-                     index);
+            default: {
+                bool known = false;
+                for_each_object_records(img, [&](const char*, auto& vec) {
+                    using Rec = typename std::remove_reference_t<decltype(vec)>::value_type;
+                    if (type == Rec::kType) {
+                        decode_into(vec, payload);
+                        known = true;
+                    }
+                });
+                if (!known)
+                    fail("{} is corrupt: unknown record type {} at index {}", meta_path, h.type, index);
+            }
         }
         ++index;
     }

@@ -236,6 +236,7 @@ int open_description(const image::Fd& rec, const FilesOptions& opts) {
         case image::FdKind::Epoll:
         case image::FdKind::SignalFd:
         case image::FdKind::TimerFd:
+        case image::FdKind::Inotify:
             if (!opts.events) fail("process {} fd {} ({}): no event descriptor state given", rec.pid, rec.fd, rec.path);
             return opts.events->open(rec);
         case image::FdKind::Unlinked:

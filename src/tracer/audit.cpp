@@ -50,6 +50,7 @@ constexpr FdKindInfo kFdKinds[] = {
     {"epoll", "anon_inode:[eventpoll]", FdKind::Epoll, ""},
     {"signalfd", "anon_inode:[signalfd]", FdKind::SignalFd, ""},
     {"timerfd", "anon_inode:[timerfd]", FdKind::TimerFd, ""},
+    {"inotify", "anon_inode:inotify", FdKind::Inotify, ""},
 
     {"pseudo-terminal master", "/dev/ptmx", std::nullopt,
      "the terminal pair would be lost (reopening /dev/ptmx makes a new one); not supported yet"},
@@ -66,7 +67,6 @@ constexpr FdKindInfo kFdKinds[] = {
     {"DMA buffer", "/dmabuf:NAME", std::nullopt, kNotYet},
     {"O_PATH descriptor of a symbolic link", "/path", std::nullopt, kNotYet},
 
-    {"inotify", "anon_inode:inotify", std::nullopt, kNotYet},
     {"fanotify", "anon_inode:[fanotify]", std::nullopt, kNotYet},
     {"io_uring", "anon_inode:[io_uring]", std::nullopt, kNotYet},
     {"userfaultfd", "anon_inode:[userfaultfd]", std::nullopt, kNotYet},

@@ -311,9 +311,9 @@ void dump(const DumpOptions& opts) {
         tree_vmas.push_back(&d.vmas);
     }
     assign_file_ids(fds);
-    image::Image events;  // the state of event descriptors, once per description
-    files::dump_event_fds(fds, events);
-    std::vector<image::FileLock> locks = files::dump_file_locks(fds);
+    image::Image objects;  // the kernel objects the descriptors lead to, once each
+    files::dump_event_fds(fds, objects);
+    objects.file_locks = files::dump_file_locks(fds);
     {
         auto pids = tree.pids();
         files::dump_pipes(fds, std::set<pid_t>(pids.begin(), pids.end()), out);
@@ -367,11 +367,9 @@ void dump(const DumpOptions& opts) {
     for (const auto& d : procs)
         for (const auto& r : d.runs) out.add(r);
     for (const auto& f : fds) out.add(f);
-    for (const auto& r : events.eventfds) out.add(r);
-    for (const auto& r : events.signalfds) out.add(r);
-    for (const auto& r : events.timerfds) out.add(r);
-    for (const auto& r : events.epoll_targets) out.add(r);
-    for (const auto& r : locks) out.add(r);
+    image::for_each_object_records(objects, [&](const char*, const auto& records) {
+        for (const auto& r : records) out.add(r);
+    });
     fault::point("write-image");
     fault::point("commit");
     out.commit();

@@ -298,9 +298,9 @@ TEST(CodecRobustness, ElementCountCannotAmplifyAllocation) {
     };
     check(sample_process(9));
     check(sample_thread(9, 9, 512));
-    // Process: argv, groups, rlimits, auxv, sigactions, itimers, shared_pending, cgroups;
-    // Thread: pending, backtrace
-    EXPECT_EQ(fields, 10);
+    // Process: argv, groups, rlimits, auxv, sigactions, itimers, posix_timers, shared_pending,
+    // cgroups; Thread: pending, backtrace
+    EXPECT_EQ(fields, 11);
 }
 
 TEST(CodecRobustness, VectorCountFieldIsNamed) {
