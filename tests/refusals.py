@@ -51,7 +51,7 @@ FD_KINDS = {
     "perf_event": "perf_event",
     "bpf-map": "BPF map",
     "bpf-prog": "BPF program",
-    "memfd": "memfd",
+    "memfd": None,
     "memfd_secret": "memfd_secret",
     "socket-unix": "socket",
     "socket-inet": "socket",

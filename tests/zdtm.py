@@ -88,6 +88,7 @@ TESTS = {
     "events_inotify": {},
     "posix_timers": {},
     "file_locks": {},
+    "memfd": {"max_data_bytes": 2 << 20},  # 4 MiB memfd with 64 KiB of data, zeros and holes
     # multi-threaded (tests/programs/threads_*.c)
     "threads_mutex": {},
     "threads_condvar": {},
@@ -119,6 +120,7 @@ TESTS = {
     "tree_cow": {},
     "tree_shm_child": {},
     "tree_events": {},
+    "tree_memfd": {},
 }
 
 DEFAULTS = {"prog": None, "args": [], "pty": False, "input": None, "wait_file": None, "ready_timeout": 10,

@@ -18,6 +18,7 @@ const char* record_name(RecordType t) {
         case RecordType::EpollTarget: return "EpollTarget";
         case RecordType::FileLock: return "FileLock";
         case RecordType::InotifyWatch: return "InotifyWatch";
+        case RecordType::Memfd: return "Memfd";
         case RecordType::End: return "End";
     }
     return "unknown";

@@ -49,6 +49,7 @@ enum class RecordType : uint32_t {
     EpollTarget = 10,
     FileLock = 11,
     InotifyWatch = 12,
+    Memfd = 13,
     End = 0x7fff,
 };
 
@@ -394,6 +395,7 @@ enum class VmaKind : uint32_t {
     Vvar = 5,        // [vvar]
     VvarVclock = 6,  // [vvar_vclock]
     Vsyscall = 7,    // [vsyscall]: fixed by the kernel, recorded but never restored
+    Memfd = 8,       // a mapping of a memfd: its object is the Memfd record of (file.dev, file.ino)
 };
 
 // madvise-level properties read from smaps VmFlags that restore reapplies.
@@ -505,6 +507,7 @@ enum class FdKind : uint32_t {
     SignalFd = 9,
     TimerFd = 10,
     Inotify = 11,  // its watches are InotifyWatch records
+    Memfd = 12,    // a memfd: its memory object is a Memfd record with the same (dev, ino)
 };
 
 struct Fd {
@@ -654,6 +657,32 @@ struct InotifyWatch {
         v("path", path);
         v("dev", dev);
         v("ino", ino);
+    }
+};
+
+// A memfd (memfd_create): one memory object, held by Fd records of kind Memfd and mapped
+// by Vma records of kind Memfd with the same (dev, ino), in any process of the tree. Its
+// content is stored once; holes and pages of zeros are not stored. src/files/memfd.h.
+struct Memfd {
+    static constexpr RecordType kType = RecordType::Memfd;
+    uint64_t dev = 0, ino = 0;  // at dump: what identifies it in Fd (dev, ino) and Vma (file.dev, file.ino)
+    std::string name;           // as given to memfd_create ("/memfd:NAME (deleted)" in /proc)
+    uint64_t size = 0;
+    uint32_t mode = 0;          // permission bits (memfd_create gives 0777, or 0666 without exec)
+    uint32_t seals = 0;         // F_GET_SEALS (F_SEAL_SEAL alone: made without MFD_ALLOW_SEALING)
+    uint64_t data_offset = 0;
+    uint64_t checksum = 0;
+    std::vector<FileExtent> extents;
+    template <typename V> void visit(V& v) {
+        v("dev", dev);
+        v("ino", ino);
+        v("name", name);
+        v("size", size);
+        v("mode", mode);
+        v("seals", seals);
+        v("data_offset", data_offset);
+        v("checksum", checksum);
+        v("extents", extents);
     }
 };
 

@@ -20,6 +20,7 @@ struct Image {
     std::vector<EpollTarget> epoll_targets;
     std::vector<FileLock> file_locks;
     std::vector<InotifyWatch> inotify_watches;
+    std::vector<Memfd> memfds;
     End end;
 };
 
@@ -33,6 +34,7 @@ void for_each_object_records(ImageT& img, F&& f) {
     f("timerfds", img.timerfds);
     f("epoll_targets", img.epoll_targets);
     f("inotify_watches", img.inotify_watches);
+    f("memfds", img.memfds);
     f("file_locks", img.file_locks);
 }
 

@@ -237,6 +237,12 @@ std::string event_note(const Image& img, const Fd& f) {
                                        t.settime_flags & 1 ? " absolute" : "", ns_text(t.value_sec, t.value_nsec),
                                        ns_text(t.interval_sec, t.interval_nsec), t.ticks);
             break;
+        case FdKind::Memfd:
+            for (const auto& m : img.memfds)
+                if (m.dev == f.dev && m.ino == f.ino)
+                    return fmt::format(" ({}, {} stored{})", fields::size_text(m.size), fields::size_text(stored_bytes(m.extents)),
+                                       m.seals ? fmt::format(", seals {:#x}", m.seals) : "");
+            break;
         case FdKind::Inotify: {
             std::vector<std::string> watches;
             size_t n = 0;

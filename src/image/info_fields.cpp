@@ -191,6 +191,9 @@ Style style_of(const Fd*, std::string_view f) {
 Style style_of(const SignalFd*, std::string_view f) {
     return lookup({{"mask", Style::SigMask}}, f);
 }
+Style style_of(const Memfd*, std::string_view f) {
+    return lookup({{"mode", Style::Mode}, {"seals", Style::Hex}, {"data_offset", Style::Hex}, {"checksum", Style::Hex}}, f);
+}
 Style style_of(const InotifyWatch*, std::string_view f) {
     return lookup({{"mask", Style::Hex}}, f);
 }
@@ -232,6 +235,7 @@ const char* name_of(VmaKind k) {
         case VmaKind::Vvar: return "vvar";
         case VmaKind::VvarVclock: return "vvar_vclock";
         case VmaKind::Vsyscall: return "vsyscall";
+        case VmaKind::Memfd: return "memfd";
     }
     return "unknown";
 }
@@ -259,6 +263,7 @@ const char* name_of(FdKind k) {
         case FdKind::SignalFd: return "signalfd";
         case FdKind::TimerFd: return "timerfd";
         case FdKind::Inotify: return "inotify";
+        case FdKind::Memfd: return "memfd";
     }
     return "unknown";
 }

@@ -278,6 +278,18 @@ Image read_image(const std::string& dir) {
             check_content(v.file.size, v.data_offset, v.extents, img.end.data_size, dir,
                           fmt::format("the mapping at {:#x}", v.start));
     check_event_records(img, dir);
+    std::set<std::pair<uint64_t, uint64_t>> memfd_ids;
+    for (const auto& m : img.memfds) {
+        check_content(m.size, m.data_offset, m.extents, img.end.data_size, dir, fmt::format("memfd {}", m.name));
+        memfd_ids.insert({m.dev, m.ino});
+    }
+    for (const auto& f : img.fds)
+        if (f.kind == FdKind::Memfd && !memfd_ids.count({f.dev, f.ino}))
+            fail("{} is corrupt: fd {} of process {} is a memfd the image has no object for", dir, f.fd, f.pid);
+    for (const auto& v : img.vmas)
+        if (v.kind == VmaKind::Memfd && !memfd_ids.count({v.file.dev, v.file.ino}))
+            fail("{} is corrupt: the mapping at {:#x} of process {} is a memfd the image has no object for", dir, v.start,
+                 v.pid);
     return img;
 }
 
@@ -321,6 +333,9 @@ void verify_data(const std::string& dir, const Image& img) {
                 XXH3_64bits(base + fd.data_offset, fd.size) != fd.checksum)
                 bad = fmt::format("bytes buffered in the pipe behind fd {} (pid {})", fd.fd, fd.pid);
         }
+        for (const auto& m : img.memfds)
+            if (bad.empty() && XXH3_64bits(base + m.data_offset, stored_bytes(m.extents)) != m.checksum)
+                bad = fmt::format("content of memfd {}", m.name);
         for (const auto& v : img.vmas) {
             bool shared_memory = v.kind == VmaKind::Anon && (v.flags & MAP_SHARED) && v.content_pid == 0;
             if (bad.empty() && (v.unlinked || shared_memory) &&

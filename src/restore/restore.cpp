@@ -28,6 +28,7 @@
 #include "cgroups/cgroups.h"
 #include "common/cpu.h"
 #include "common/error.h"
+#include "files/memfd.h"
 #include "common/fd.h"
 #include "common/fs.h"
 #include "common/log.h"
@@ -308,6 +309,19 @@ void create_children(const TreeSetup& s, int parent) {
                 if (shared < 0) fail("no shared memory object for the mapping at {:#x}", v.start);
                 int fd = ::fcntl(shared, F_DUPFD_CLOEXEC, floor);
                 if (fd < 0) fail_errno("cannot take the shared memory for the mapping at {:#x}", v.start);
+                close_fds.push_back(fd);
+                vma_fds.push_back(fd);
+                continue;
+            }
+            if (v.kind == image::VmaKind::Memfd) {
+                int object = s.pool->memfd_fd(v);
+                if (object < 0) fail("no memfd object for the mapping at {:#x} ({})", v.start, v.path);
+                // "sh" without "mw": mapped from a descriptor open for writing, its memfd
+                // sealed against writes (the seal clears only VM_MAYWRITE).
+                std::string flags = " " + v.vmflags + " ";
+                bool from_writable = flags.find(" mw ") != std::string::npos || flags.find(" sh ") != std::string::npos;
+                bool rw = (v.flags & MAP_SHARED) && ((v.prot & PROT_WRITE) || from_writable);
+                int fd = lift_fd(files::open_memfd(object, rw ? O_RDWR : O_RDONLY), floor);
                 close_fds.push_back(fd);
                 vma_fds.push_back(fd);
                 continue;

@@ -204,6 +204,8 @@ void write_extents(int fd, int data_fd, uint64_t data_offset, const std::vector<
     }
 }
 
+int reopen_flags(uint32_t open_flags) { return static_cast<int>(open_flags & ~kNotReopenable); }
+
 int max_image_fd(const image::Image& img, int pid) {
     int m = -1;
     for (const auto& f : img.fds)
@@ -242,6 +244,7 @@ int open_description(const image::Fd& rec, const FilesOptions& opts) {
         case image::FdKind::Unlinked:
         case image::FdKind::Pipe:
         case image::FdKind::Fifo:
+        case image::FdKind::Memfd:
             fail("process {} fd {} ({}): not reopened by path", rec.pid, rec.fd, rec.path);
     }
     if (rec.kind == image::FdKind::Regular || rec.kind == image::FdKind::Directory) {
@@ -268,8 +271,8 @@ void restore_fd_table(const image::Image& img, int pid, const FilesOptions& opts
             // Opened once by ckpt for every process that holds it: one description, one offset.
             fd = ::fcntl(shared, F_DUPFD_CLOEXEC, 0);
             if (fd < 0) fail_errno("cannot take fd {} ({}) from the shared descriptions", rec.fd, rec.path);
-        } else if (rec.kind == image::FdKind::Unlinked) {
-            fail("process {} fd {}: the deleted file {} was not recreated", pid, rec.fd, rec.path);
+        } else if (rec.kind == image::FdKind::Unlinked || rec.kind == image::FdKind::Memfd) {
+            fail("process {} fd {}: {} was not recreated", pid, rec.fd, rec.path);
         } else {
             fd = open_description(rec, opts);
         }

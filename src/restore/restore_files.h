@@ -76,6 +76,10 @@ void restore_fd_table(const image::Image& img, int pid, const FilesOptions& opts
 void write_extents(int fd, int data_fd, uint64_t data_offset, const std::vector<image::FileExtent>& extents,
                    const std::string& what);
 
+// The flags to open a file again with for a descriptor opened with `open_flags` (without the
+// ones that only mean something when a file is created: O_CREAT, O_EXCL, O_TRUNC, O_NOCTTY).
+int reopen_flags(uint32_t open_flags);
+
 // The highest fd number the image uses (-1 if none).
 int max_image_fd(const image::Image& img, int pid);
 

@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "files/memfd.h"
 #include "files/pipe.h"
 
 namespace ckpt::restore {
@@ -59,6 +60,16 @@ SharedPool::SharedPool(const image::Image& img, const FilesOptions& opts, int fl
         if (!deleted_maps_.count(key)) deleted_maps_[key].reset(lift(unlinked.open_mapping(v)));
     }
     unlinked.close_all();
+    for (auto& [key, fd] : files::make_memfds(img, opts.data_fd)) memfds_[key].reset(lift(fd.release()));
+    for (const auto& f : img.fds) {
+        if (f.kind != image::FdKind::Memfd || f.dup_of >= 0 || files_.count(f.file_id)) continue;
+        auto obj = memfds_.find({f.dev, f.ino});
+        if (obj == memfds_.end()) fail("process {} fd {}: the image has no memfd {}", f.pid, f.fd, f.path);
+        UniqueFd fd(lift(files::open_memfd(obj->second.get(), reopen_flags(f.open_flags))));
+        if (::lseek(fd.get(), static_cast<off_t>(f.pos), SEEK_SET) < 0)
+            fail_errno("cannot seek fd {} ({}) of process {} to {}", f.fd, f.path, f.pid, f.pos);
+        files_[f.file_id] = std::move(fd);
+    }
     for (const auto& f : img.fds) {
         if (f.dup_of >= 0 || holders[f.file_id].size() < 2 || files_.count(f.file_id)) continue;
         files_[f.file_id].reset(lift(open_description(f, opts)));
@@ -101,6 +112,11 @@ int SharedPool::deleted_mapping_fd(const image::Vma& v) const {
     return it == deleted_maps_.end() ? -1 : it->second.get();
 }
 
+int SharedPool::memfd_fd(const image::Vma& v) const {
+    auto it = memfds_.find({v.file.dev, v.file.ino});
+    return it == memfds_.end() ? -1 : it->second.get();
+}
+
 int SharedPool::memory_fd(const image::Vma& v) const {
     auto it = memory_.find({v.file.dev, v.file.ino});
     return it == memory_.end() ? -1 : it->second.get();
@@ -111,6 +127,7 @@ std::vector<int> SharedPool::fds() const {
     for (const auto& [k, fd] : files_) out.push_back(fd.get());
     for (const auto& [k, fd] : memory_) out.push_back(fd.get());
     for (const auto& [k, fd] : deleted_maps_) out.push_back(fd.get());
+    for (const auto& [k, fd] : memfds_) out.push_back(fd.get());
     return out;
 }
 
@@ -118,6 +135,7 @@ void SharedPool::close_all() {
     files_.clear();
     memory_.clear();
     deleted_maps_.clear();
+    memfds_.clear();
 }
 
 }  // namespace ckpt::restore

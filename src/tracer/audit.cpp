@@ -51,6 +51,7 @@ constexpr FdKindInfo kFdKinds[] = {
     {"signalfd", "anon_inode:[signalfd]", FdKind::SignalFd, ""},
     {"timerfd", "anon_inode:[timerfd]", FdKind::TimerFd, ""},
     {"inotify", "anon_inode:inotify", FdKind::Inotify, ""},
+    {"memfd", "/memfd:NAME (deleted)", FdKind::Memfd, ""},
 
     {"pseudo-terminal master", "/dev/ptmx", std::nullopt,
      "the terminal pair would be lost (reopening /dev/ptmx makes a new one); not supported yet"},
@@ -59,7 +60,7 @@ constexpr FdKindInfo kFdKinds[] = {
     {"deleted device node", "/dev/... (deleted)", std::nullopt, kNotYet},
     {"block device", "/dev/...", std::nullopt, kNotYet},
     {"socket", "socket:[N]", std::nullopt, kNotYet},
-    {"memfd", "/memfd:NAME (deleted)", std::nullopt, kNotYet},
+    {"hugetlb memfd", "/memfd:NAME (deleted) (on hugetlbfs)", std::nullopt, kNotYet},
     {"memfd_secret", "/secretmem (deleted)", std::nullopt,
      "its memory cannot be read from outside; not supported yet"},
     {"POSIX message queue", "/NAME (on the mqueue filesystem)", std::nullopt, kNotYet},
@@ -95,6 +96,7 @@ constexpr int64_t kSecretmemMagic = 0x5345434d;
 constexpr int64_t kNsfsMagic = 0x6e736673;
 constexpr int64_t kDmaBufMagic = 0x444d4142;
 constexpr int64_t kPidfsMagic = 0x50494446;
+constexpr int64_t kHugetlbfsMagic = 0x958458f6;
 
 const FdKindInfo* by_name(std::string_view name) {
     for (const auto& k : kFdKinds)
@@ -548,7 +550,7 @@ const FdKindInfo* classify_fd(std::string_view link, const struct stat& st, int6
     if (fs_magic == kDmaBufMagic) return by_name("DMA buffer");
     switch (st.st_mode & S_IFMT) {
         case S_IFREG:
-            if (link.starts_with("/memfd:")) return by_name("memfd");
+            if (link.starts_with("/memfd:")) return by_name(fs_magic == kHugetlbfsMagic ? "hugetlb memfd" : "memfd");
             return by_name(st.st_nlink == 0 ? "unlinked file" : "regular file");
         case S_IFDIR: return by_name("directory");
         case S_IFCHR:

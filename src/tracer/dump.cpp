@@ -32,6 +32,7 @@
 #include "tracer/smaps_cache.h"
 #include "files/event_fds.h"
 #include "files/file_locks.h"
+#include "files/memfd.h"
 #include "files/pipe.h"
 #include "tracer/gadgets.h"
 #include "tracer/memory_dump.h"
@@ -303,17 +304,20 @@ void dump(const DumpOptions& opts) {
 
     std::vector<image::Fd> fds;
     std::vector<std::vector<image::Vma>*> tree_vmas;
+    std::vector<std::pair<pid_t, std::vector<image::Vma>*>> vmas_by_pid;
     for (auto& d : procs) {
         if (d.proc.zombie) continue;
         std::vector<image::Fd> mine = dump_files(d.proc.pid, out);
         save_unlinked_mappings(d.proc.pid, d.vmas, mine, out);
         fds.insert(fds.end(), mine.begin(), mine.end());
         tree_vmas.push_back(&d.vmas);
+        vmas_by_pid.emplace_back(d.proc.pid, &d.vmas);
     }
     assign_file_ids(fds);
     image::Image objects;  // the kernel objects the descriptors lead to, once each
     files::dump_event_fds(fds, objects);
     objects.file_locks = files::dump_file_locks(fds);
+    objects.memfds = files::dump_memfds(fds, vmas_by_pid, out);
     {
         auto pids = tree.pids();
         files::dump_pipes(fds, std::set<pid_t>(pids.begin(), pids.end()), out);

@@ -42,7 +42,17 @@ std::vector<int> list_fds(pid_t pid) {
 
 }  // namespace
 
-SavedContent save_content(int f, uint64_t size, const std::string& what, image::ImageWriter& out) {
+namespace {
+
+bool all_zero(const char* p, size_t n) {
+    for (size_t i = 0; i < n; ++i)
+        if (p[i]) return false;
+    return true;
+}
+
+}  // namespace
+
+SavedContent save_content(int f, uint64_t size, const std::string& what, image::ImageWriter& out, bool skip_zero_pages) {
     SavedContent c;
     c.size = size;
     c.data_offset = out.data_offset();
@@ -63,18 +73,39 @@ SavedContent save_content(int f, uint64_t size, const std::string& what, image::
         uint64_t from = static_cast<uint64_t>(data), to = std::min<uint64_t>(static_cast<uint64_t>(hole), c.size);
         if (from >= to) break;
         image::FileExtent ext{from, 0};
-        while (from + ext.length < to) {
-            size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), to - from - ext.length));
-            ssize_t n = ::pread(f, buf.data(), want, static_cast<off_t>(from + ext.length));
+        uint64_t at = from;  // read up to here
+        auto keep = [&](const char* p, size_t n, uint64_t where) {
+            if (ext.length == 0) ext.offset = where;
+            out.append_data(p, n);
+            XXH3_64bits_update(h, p, n);
+            ext.length += n;
+        };
+        auto close_extent = [&] {
+            if (ext.length > 0) c.extents.push_back(ext);
+            ext.length = 0;
+        };
+        while (at < to) {
+            size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), to - at));
+            ssize_t n = ::pread(f, buf.data(), want, static_cast<off_t>(at));
             if (n < 0) fail_errno("cannot read {}", what);
             if (n == 0) break;  // shrank meanwhile: keep what is there
-            out.append_data(buf.data(), static_cast<size_t>(n));
-            XXH3_64bits_update(h, buf.data(), static_cast<size_t>(n));
-            ext.length += static_cast<uint64_t>(n);
+            if (!skip_zero_pages) {
+                keep(buf.data(), static_cast<size_t>(n), at);
+            } else {
+                // Pages of zeros become holes, like never-written ones.
+                for (size_t b = 0; b < static_cast<size_t>(n); b += image::kPageSize) {
+                    size_t len = std::min<size_t>(image::kPageSize, static_cast<size_t>(n) - b);
+                    if (all_zero(buf.data() + b, len))
+                        close_extent();
+                    else
+                        keep(buf.data() + b, len, at + b);
+                }
+            }
+            at += static_cast<uint64_t>(n);
         }
-        if (ext.length > 0) c.extents.push_back(ext);
-        if (from + ext.length < to) {  // shrank
-            c.size = from + ext.length;
+        close_extent();
+        if (at < to) {  // shrank
+            c.size = at;
             break;
         }
         off = to;

@@ -20,8 +20,11 @@ struct SavedContent {
 
 // Copies the data ranges of the file behind `f` into data.img. Holes are skipped
 // (SEEK_DATA / SEEK_HOLE) and recorded as the gaps between extents, so a sparse file stays
-// small in the image and comes back sparse. `what` names the file in errors.
-SavedContent save_content(int f, uint64_t size, const std::string& what, image::ImageWriter& out);
+// small in the image and comes back sparse; with `skip_zero_pages`, so are pages holding
+// only zeros (for memory objects, where that is what a hole reads as). `what` names the
+// file in errors.
+SavedContent save_content(int f, uint64_t size, const std::string& what, image::ImageWriter& out,
+                          bool skip_zero_pages = false);
 
 // Reads /proc/PID/fd and fdinfo. The content of files unlinked while open is appended to
 // data.img. Descriptor kinds not supported yet are refused with the fd and the reason.

@@ -87,8 +87,8 @@ Vma classify(pid_t pid, const proc::MapsEntry& m, const std::vector<std::string>
         v.flags |= MAP_ANONYMOUS;
     } else if (m.path.starts_with("/SYSV")) {
         unsupported("System V shared memory");
-    } else if (m.path.starts_with("/memfd:")) {
-        unsupported("memfd mapping");
+    } else if (m.path.starts_with("/memfd:") && m.path.ends_with(" (deleted)")) {
+        v.kind = VmaKind::Memfd;  // its object: files/memfd.h
     } else if (m.path.starts_with("/")) {
         v.kind = VmaKind::File;
     } else {
@@ -108,6 +108,7 @@ bool page_wanted(const Vma& v, uint64_t pm) {
         case VmaKind::VvarVclock:
         case VmaKind::Vsyscall: return false;
         case VmaKind::File:
+        case VmaKind::Memfd:
             if (v.flags & MAP_SHARED) return false;  // the file holds it
             return (pm & kPmSwapped) || ((pm & kPmPresent) && !(pm & kPmFile));
         case VmaKind::Anon:
