@@ -12,11 +12,12 @@ bool is_event_fd(image::FdKind k) {
            k == image::FdKind::TimerFd || k == image::FdKind::Inotify;
 }
 
-void dump_event_fds(const std::vector<image::Fd>& fds, image::Image& state) {
+void dump_event_fds(const std::vector<image::Fd>& fds, image::Image& state, const FdInfoTexts& texts) {
     std::set<uint32_t> done;
     for (const auto& f : fds) {
         if (!is_event_fd(f.kind) || !done.insert(f.file_id).second) continue;
-        std::string info = read_file(fmt::format("/proc/{}/fdinfo/{}", f.pid, f.fd));
+        auto known = texts.find({f.pid, f.fd});
+        std::string info = known != texts.end() ? known->second : read_file(fmt::format("/proc/{}/fdinfo/{}", f.pid, f.fd));
         try {
             switch (f.kind) {
                 case image::FdKind::EventFd: state.eventfds.push_back(dump_eventfd(info, f.file_id)); break;

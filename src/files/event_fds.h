@@ -15,7 +15,9 @@
 #include <sys/types.h>
 
 #include <map>
+#include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "image/format.h"
@@ -25,11 +27,15 @@ namespace ckpt::files {
 
 bool is_event_fd(image::FdKind k);
 
+// The fdinfo text of descriptors, by (pid, fd), read once by the dump for those that need it.
+using FdInfoTexts = std::map<std::pair<pid_t, int>, std::string>;
+
 // The state records of every event descriptor of `fds` (every process of the tree, file_ids
 // assigned), one per open file description, into `state`'s eventfds, signalfds, timerfds,
 // epoll_targets and inotify_watches. Refuses (ckpt::Error naming process and fd) an epoll target that no process
 // holding the epoll holds.
-void dump_event_fds(const std::vector<image::Fd>& fds, image::Image& state);
+// `texts` has the fdinfo of some of them already.
+void dump_event_fds(const std::vector<image::Fd>& fds, image::Image& state, const FdInfoTexts& texts);
 
 // Restore: the records of an image, found by file_id.
 class EventFds {

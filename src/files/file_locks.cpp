@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/sysmacros.h>
 
 #include <set>
 #include <string>
@@ -30,12 +31,29 @@ std::vector<std::string> words(std::string_view line) {
 
 }  // namespace
 
+std::string lock_inode_name(uint64_t dev, uint64_t ino) {
+    return fmt::format("{:02x}:{:02x}:{}", major(dev), minor(dev), ino);
+}
+
+std::set<std::string> locked_inodes() {
+    std::set<std::string> out;
+    const std::string all = read_file("/proc/locks");
+    for (auto line : proc::fdinfo_lines(all, "")) {
+        auto w = words(line);  // "1: POSIX  ADVISORY  WRITE 1234 fe:00:131 0 EOF", waiters with "->"
+        size_t at = w.size() > 1 && w[1] == "->" ? 6 : 5;
+        if (w.size() > at) out.insert(w[at]);
+    }
+    return out;
+}
+
 std::vector<image::FileLock> dump_file_locks(const std::vector<image::Fd>& fds) {
     std::vector<image::FileLock> out;
+    const std::set<std::string> locked = locked_inodes();
     // (kind, owner: pid for POSIX, file_id otherwise, dev:ino, start, end, write)
     std::set<std::tuple<int, long, std::string, uint64_t, uint64_t, int>> seen;
     for (const auto& f : fds) {
         if (f.dup_of >= 0) continue;  // a dup shows the same locks as the fd it duplicates
+        if (!locked.count(lock_inode_name(f.dev, f.ino))) continue;
         std::string info = read_file(fmt::format("/proc/{}/fdinfo/{}", f.pid, f.fd));
         for (auto line : proc::fdinfo_lines(info, "lock:")) {
             // "lock:\t1: POSIX  ADVISORY  WRITE 1234 fe:00:131 0 EOF"; a waiter has "->" after the id

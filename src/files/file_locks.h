@@ -15,12 +15,19 @@
 // through no descriptor (through a mapping whose fd was closed).
 #pragma once
 
+#include <set>
+#include <string>
 #include <vector>
 
 #include "image/format.h"
 #include "image/image.h"
 
 namespace ckpt::files {
+
+// The inodes some lock of the system is on, as /proc/locks names them ("fe:00:1234"); only
+// descriptors on those need their fdinfo read for locks.
+std::set<std::string> locked_inodes();
+std::string lock_inode_name(uint64_t dev, uint64_t ino);
 
 // Every lock held through the descriptors in `fds` (the tree's records, file_ids assigned).
 std::vector<image::FileLock> dump_file_locks(const std::vector<image::Fd>& fds);

@@ -305,9 +305,10 @@ void dump(const DumpOptions& opts) {
     std::vector<image::Fd> fds;
     std::vector<std::vector<image::Vma>*> tree_vmas;
     std::vector<std::pair<pid_t, std::vector<image::Vma>*>> vmas_by_pid;
+    files::FdInfoTexts fdinfo_texts;
     for (auto& d : procs) {
         if (d.proc.zombie) continue;
-        std::vector<image::Fd> mine = dump_files(d.proc.pid, out);
+        std::vector<image::Fd> mine = dump_files(d.proc.pid, out, fdinfo_texts);
         save_unlinked_mappings(d.proc.pid, d.vmas, mine, out);
         fds.insert(fds.end(), mine.begin(), mine.end());
         tree_vmas.push_back(&d.vmas);
@@ -315,7 +316,7 @@ void dump(const DumpOptions& opts) {
     }
     assign_file_ids(fds);
     image::Image objects;  // the kernel objects the descriptors lead to, once each
-    files::dump_event_fds(fds, objects);
+    files::dump_event_fds(fds, objects, fdinfo_texts);
     objects.file_locks = files::dump_file_locks(fds);
     objects.memfds = files::dump_memfds(fds, vmas_by_pid, out);
     {

@@ -10,6 +10,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -19,6 +20,7 @@
 #include "tracer/audit.h"
 #include "tracer/file_identity.h"
 #include "tracer/proc_parse.h"
+#include "tracer/shared_files.h"
 
 namespace ckpt::tracer {
 
@@ -48,6 +50,27 @@ bool all_zero(const char* p, size_t n) {
     for (size_t i = 0; i < n; ++i)
         if (p[i]) return false;
     return true;
+}
+
+// fdinfo without the fd's own flag (O_CLOEXEC in "flags:"): what every fd of one open file
+// description shows alike.
+std::string description_state(const std::string& info) {
+    std::string out;
+    size_t pos = 0;
+    while (pos < info.size()) {
+        size_t end = info.find('\n', pos);
+        if (end == std::string::npos) end = info.size();
+        std::string_view line(info.data() + pos, end - pos);
+        if (line.starts_with("flags:")) {
+            auto f = proc::parse_fdinfo(fmt::format("pos: 0\n{}\n", line)).flags & ~static_cast<uint32_t>(O_CLOEXEC);
+            out += fmt::format("flags: {:o}\n", f);
+        } else {
+            out.append(line);
+            out += '\n';
+        }
+        pos = end + 1;
+    }
+    return out;
 }
 
 }  // namespace
@@ -130,39 +153,53 @@ bool is_unlinked(const std::string& path, const struct stat& st) {
 
 }  // namespace
 
-std::vector<image::Fd> dump_files(pid_t pid, image::ImageWriter& out) {
+std::vector<image::Fd> dump_files(pid_t pid, image::ImageWriter& out, files::FdInfoTexts& texts) {
     std::vector<image::Fd> result;
+    // dup()ed descriptors share one open file (and its offset): found among the fds on one
+    // inode (kcmp), recorded as links to the lowest fd of the description.
+    std::vector<FdInode> inodes;
+    std::vector<struct stat> stats;
+    std::vector<std::string> infos;
     for (int fd : list_fds(pid)) {
-        // dup()ed descriptors share one open file (and its offset): record the link only.
-        bool dup = false;
-        for (const auto& earlier : result) {
-            if (::syscall(SYS_kcmp, pid, pid, KCMP_FILE, earlier.fd, fd) == 0) {
-                image::Fd rec = earlier;
-                rec.fd = fd;
-                rec.dup_of = earlier.dup_of >= 0 ? earlier.dup_of : earlier.fd;
-                auto info = proc::parse_fdinfo(read_file(fmt::format("/proc/{}/fdinfo/{}", pid, fd)));
-                rec.fd_flags = (info.flags & O_CLOEXEC) ? FD_CLOEXEC : 0;
-                rec.size = 0;
-                rec.checksum = 0;
-                rec.data_offset = 0;
-                rec.extents.clear();
-                result.push_back(std::move(rec));
-                dup = true;
-                break;
-            }
+        struct stat st;
+        std::string link = fmt::format("/proc/{}/fd/{}", pid, fd);
+        if (::stat(link.c_str(), &st) != 0) fail_errno("process {} fd {}: cannot stat it", pid, fd);
+        std::string info = read_file(fmt::format("/proc/{}/fdinfo/{}", pid, fd));
+        inodes.push_back({fd, fmt::format("{}:{}\n{}", st.st_dev, st.st_ino, description_state(info))});
+        stats.push_back(st);
+        infos.push_back(std::move(info));
+    }
+    std::vector<int> dup_of = find_dups(pid, inodes);
+    std::map<int, size_t> record_of;  // fd -> index in result
+    for (size_t k = 0; k < inodes.size(); ++k) {
+        const int fd = inodes[k].fd;
+        if (dup_of[k] >= 0) {
+            const image::Fd& earlier = result[record_of.at(dup_of[k])];
+            image::Fd rec = earlier;
+            rec.fd = fd;
+            rec.dup_of = earlier.fd;
+            auto info = proc::parse_fdinfo(infos[k]);
+            rec.fd_flags = (info.flags & O_CLOEXEC) ? FD_CLOEXEC : 0;
+            rec.size = 0;
+            rec.checksum = 0;
+            rec.data_offset = 0;
+            rec.extents.clear();
+            record_of[fd] = result.size();
+            result.push_back(std::move(rec));
+            continue;
         }
-        if (dup) continue;
+        record_of[fd] = result.size();
         std::string link = fmt::format("/proc/{}/fd/{}", pid, fd);
         image::Fd rec;
         rec.pid = pid;
         rec.fd = fd;
         rec.path = read_link(link);
-        auto info = proc::parse_fdinfo(read_file(fmt::format("/proc/{}/fdinfo/{}", pid, fd)));
+        std::string& info_text = infos[k];
+        auto info = proc::parse_fdinfo(info_text);
         rec.pos = info.pos;
         rec.open_flags = info.flags & ~static_cast<uint32_t>(O_CLOEXEC);
         rec.fd_flags = (info.flags & O_CLOEXEC) ? FD_CLOEXEC : 0;
-        struct stat st;
-        if (::stat(link.c_str(), &st) != 0) fail_errno("process {} fd {}: cannot stat {}", pid, fd, rec.path);
+        const struct stat& st = stats[k];
         rec.mode = st.st_mode;
         rec.dev = st.st_dev;
         rec.ino = st.st_ino;
@@ -177,6 +214,7 @@ std::vector<image::Fd> dump_files(pid_t pid, image::ImageWriter& out) {
         if (!kind) fail("process {} fd {} ({}): a descriptor kind ckpt does not know", pid, fd, rec.path);
         if (!kind->saved_as) fail("process {} fd {} ({}): {}: {}", pid, fd, rec.path, kind->name, kind->why);
         rec.kind = *kind->saved_as;
+        if (files::is_event_fd(rec.kind)) texts[{pid, fd}] = std::move(info_text);
         if (rec.kind == image::FdKind::Regular || rec.kind == image::FdKind::Unlinked) {
             UniqueFd f(open_for_identity(link));
             if (!f) fail_errno("process {} fd {}: cannot open {} to record it", pid, fd, rec.path);

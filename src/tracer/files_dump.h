@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "files/event_fds.h"
 #include "image/format.h"
 #include "image/writer.h"
 
@@ -27,8 +28,9 @@ SavedContent save_content(int f, uint64_t size, const std::string& what, image::
                           bool skip_zero_pages = false);
 
 // Reads /proc/PID/fd and fdinfo. The content of files unlinked while open is appended to
-// data.img. Descriptor kinds not supported yet are refused with the fd and the reason.
-std::vector<image::Fd> dump_files(pid_t pid, image::ImageWriter& out);
+// data.img. Descriptor kinds not supported yet are refused with the fd and the reason. The
+// fdinfo of event descriptors is kept in `texts` for files::dump_event_fds.
+std::vector<image::Fd> dump_files(pid_t pid, image::ImageWriter& out, files::FdInfoTexts& texts);
 
 // Saves the content of files deleted while mapped (once per inode; an inode that an fd of
 // `fds` holds is not saved again) and marks their Vmas `unlinked`.
