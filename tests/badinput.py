@@ -238,6 +238,47 @@ def case_restore_pid_taken(ctx):
     ctx.step("the original still passes")
 
 
+def shm_segments():
+    """{id: key} of every System V shared memory segment."""
+    out = {}
+    for line in ztlib.read_text("/proc/sysvipc/shm").splitlines()[1:]:
+        f = line.split()
+        out[int(f[1])] = int(f[0]) & 0xffffffff
+    return out
+
+
+def case_restore_shm_id_taken(ctx):
+    # zt_sysv_shm's keyed segment outlives its SIGKILLed original: restoring the image then
+    # finds the id taken, refuses, and makes no segment; once it is gone the restore works.
+    ctx.prog = prog = ztlib.Program("sysv_shm", ctx.args.bindir, ctx.work)
+    prog.wait_ready(ctx.deadline.timeout(10))
+    before_segments = shm_segments()
+    before = ztlib.visible_state(prog.pid)
+    res = ctx.run(["dump", "--pid", prog.pid, "-o", ctx.img, "--leave-running"], "dump")
+    if res.timed_out or res.rc != 0:
+        raise TestFailure("setup: dump --leave-running failed: " + res.describe())
+    key = 0x5a5a0000 + (prog.pid & 0xffff)
+    ids = [i for i, k in before_segments.items() if k == key]
+    if len(ids) != 1:
+        raise TestFailure("setup: zt_sysv_shm's segment with key %#x not found: %s" % (key, before_segments))
+    prog.proc.kill()
+    prog.proc.wait()
+    left = shm_segments()
+    if ids[0] not in left:
+        raise TestFailure("setup: segment %d went with its process" % ids[0])
+    ctx.step("setup: dumped zt_sysv_shm, killed it; its segment %d stays" % ids[0])
+    res = ctx.expect_refusal(["restore", "-D", ctx.img], "restore", "restore while segment %d exists" % ids[0])
+    if "in use" not in res.err:
+        raise TestFailure("the refusal does not say the id is in use: %r" % res.err.strip())
+    if shm_segments() != left:
+        raise TestFailure("the refused restore left segments: before %s, after %s" % (left, shm_segments()))
+    subprocess.run(["ipcrm", "-m", str(ids[0])], check=True)
+    ctx.step("removed segment %d" % ids[0])
+    ctx.control_restore(ctx.img, before)
+    if ids[0] in shm_segments():
+        raise TestFailure("the restored program did not remove its segment at exit")
+
+
 CASES = {
     "dump-nonexistent-pid": case_dump_nonexistent_pid,
     "dump-kernel-thread": case_dump_kernel_thread,
@@ -247,6 +288,7 @@ CASES = {
     "restore-truncated-data": case_restore_truncated_data,
     "restore-missing-data": case_restore_missing_data,
     "restore-pid-taken": case_restore_pid_taken,
+    "restore-shm-id-taken": case_restore_shm_id_taken,
 }
 
 

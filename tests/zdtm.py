@@ -89,6 +89,7 @@ TESTS = {
     "posix_timers": {},
     "file_locks": {},
     "memfd": {"max_data_bytes": 2 << 20},  # 4 MiB memfd with 64 KiB of data, zeros and holes
+    "sysv_shm": {},
     # multi-threaded (tests/programs/threads_*.c)
     "threads_mutex": {},
     "threads_condvar": {},

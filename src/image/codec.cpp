@@ -19,6 +19,7 @@ const char* record_name(RecordType t) {
         case RecordType::FileLock: return "FileLock";
         case RecordType::InotifyWatch: return "InotifyWatch";
         case RecordType::Memfd: return "Memfd";
+        case RecordType::SysvShm: return "SysvShm";
         case RecordType::End: return "End";
     }
     return "unknown";

@@ -50,6 +50,7 @@ enum class RecordType : uint32_t {
     FileLock = 11,
     InotifyWatch = 12,
     Memfd = 13,
+    SysvShm = 14,
     End = 0x7fff,
 };
 
@@ -396,6 +397,7 @@ enum class VmaKind : uint32_t {
     VvarVclock = 6,  // [vvar_vclock]
     Vsyscall = 7,    // [vsyscall]: fixed by the kernel, recorded but never restored
     Memfd = 8,       // a mapping of a memfd: its object is the Memfd record of (file.dev, file.ino)
+    SysvShm = 9,     // an attach of a System V shared memory segment: `ino` is its shmid
 };
 
 // madvise-level properties read from smaps VmFlags that restore reapplies.
@@ -680,6 +682,35 @@ struct Memfd {
         v("size", size);
         v("mode", mode);
         v("seals", seals);
+        v("data_offset", data_offset);
+        v("checksum", checksum);
+        v("extents", extents);
+    }
+};
+
+// A System V shared memory segment attached by processes of the tree (VMAs of kind SysvShm
+// with `ino` = id), made again with the same id and key. src/ipc/sysv_shm.h.
+struct SysvShm {
+    static constexpr RecordType kType = RecordType::SysvShm;
+    int32_t id = 0;
+    int32_t key = 0;          // IPC_PRIVATE (0) also for a segment removed while attached
+    uint64_t size = 0;
+    uint32_t mode = 0;        // permission bits
+    uint32_t destroyed = 0;   // IPC_RMID done, still attached: removed again once the tree is back
+    uint32_t locked = 0;      // SHM_LOCK
+    uint32_t uid = 0, gid = 0;  // owner (the creator's ids, cuid and cgid, become ckpt's)
+    uint64_t data_offset = 0;
+    uint64_t checksum = 0;
+    std::vector<FileExtent> extents;  // pages of zeros are holes
+    template <typename V> void visit(V& v) {
+        v("id", id);
+        v("key", key);
+        v("size", size);
+        v("mode", mode);
+        v("destroyed", destroyed);
+        v("locked", locked);
+        v("uid", uid);
+        v("gid", gid);
         v("data_offset", data_offset);
         v("checksum", checksum);
         v("extents", extents);

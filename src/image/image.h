@@ -21,6 +21,7 @@ struct Image {
     std::vector<FileLock> file_locks;
     std::vector<InotifyWatch> inotify_watches;
     std::vector<Memfd> memfds;
+    std::vector<SysvShm> sysv_shms;
     End end;
 };
 
@@ -35,6 +36,7 @@ void for_each_object_records(ImageT& img, F&& f) {
     f("epoll_targets", img.epoll_targets);
     f("inotify_watches", img.inotify_watches);
     f("memfds", img.memfds);
+    f("sysv_shms", img.sysv_shms);
     f("file_locks", img.file_locks);
 }
 

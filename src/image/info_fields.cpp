@@ -191,6 +191,9 @@ Style style_of(const Fd*, std::string_view f) {
 Style style_of(const SignalFd*, std::string_view f) {
     return lookup({{"mask", Style::SigMask}}, f);
 }
+Style style_of(const SysvShm*, std::string_view f) {
+    return lookup({{"key", Style::Hex}, {"mode", Style::Mode}, {"data_offset", Style::Hex}, {"checksum", Style::Hex}}, f);
+}
 Style style_of(const Memfd*, std::string_view f) {
     return lookup({{"mode", Style::Mode}, {"seals", Style::Hex}, {"data_offset", Style::Hex}, {"checksum", Style::Hex}}, f);
 }
@@ -236,6 +239,7 @@ const char* name_of(VmaKind k) {
         case VmaKind::VvarVclock: return "vvar_vclock";
         case VmaKind::Vsyscall: return "vsyscall";
         case VmaKind::Memfd: return "memfd";
+        case VmaKind::SysvShm: return "sysv_shm";
     }
     return "unknown";
 }

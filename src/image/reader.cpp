@@ -286,6 +286,16 @@ Image read_image(const std::string& dir) {
     for (const auto& f : img.fds)
         if (f.kind == FdKind::Memfd && !memfd_ids.count({f.dev, f.ino}))
             fail("{} is corrupt: fd {} of process {} is a memfd the image has no object for", dir, f.fd, f.pid);
+    std::set<uint64_t> shm_ids;
+    for (const auto& s : img.sysv_shms) {
+        check_content(s.size, s.data_offset, s.extents, img.end.data_size, dir,
+                      fmt::format("System V shared memory segment {}", s.id));
+        shm_ids.insert(static_cast<uint64_t>(static_cast<uint32_t>(s.id)));
+    }
+    for (const auto& v : img.vmas)
+        if (v.kind == VmaKind::SysvShm && !shm_ids.count(v.ino))
+            fail("{} is corrupt: the mapping at {:#x} of process {} is a System V segment the image does not have", dir,
+                 v.start, v.pid);
     for (const auto& v : img.vmas)
         if (v.kind == VmaKind::Memfd && !memfd_ids.count({v.file.dev, v.file.ino}))
             fail("{} is corrupt: the mapping at {:#x} of process {} is a memfd the image has no object for", dir, v.start,
@@ -336,6 +346,9 @@ void verify_data(const std::string& dir, const Image& img) {
         for (const auto& m : img.memfds)
             if (bad.empty() && XXH3_64bits(base + m.data_offset, stored_bytes(m.extents)) != m.checksum)
                 bad = fmt::format("content of memfd {}", m.name);
+        for (const auto& m : img.sysv_shms)
+            if (bad.empty() && XXH3_64bits(base + m.data_offset, stored_bytes(m.extents)) != m.checksum)
+                bad = fmt::format("content of System V shared memory segment {}", m.id);
         for (const auto& v : img.vmas) {
             bool shared_memory = v.kind == VmaKind::Anon && (v.flags & MAP_SHARED) && v.content_pid == 0;
             if (bad.empty() && (v.unlinked || shared_memory) &&

@@ -29,6 +29,7 @@
 #include "common/cpu.h"
 #include "common/error.h"
 #include "files/memfd.h"
+#include "ipc/sysv_shm.h"
 #include "common/fd.h"
 #include "common/fs.h"
 #include "common/log.h"
@@ -376,6 +377,7 @@ void create_children(const TreeSetup& s, int parent) {
         in.close_fds = close_fds;
         in.vdso = find_current_vdso();
         for (const auto& [start, pm] : premaps) in.premaps[start] = pm.addr;
+        for (const auto& [start, at] : ipc::attach_sysv_shm(img, pid, s.used)) in.premaps[start] = at;
         Region reg = build_region(in);
         auto* rseq_area = reinterpret_cast<char*>(__builtin_thread_pointer()) + __rseq_offset;
         reg.args->old_rseq_addr = __rseq_size ? reinterpret_cast<uint64_t>(rseq_area) : 0;
@@ -640,6 +642,7 @@ int restore(const RestoreOptions& opts) {
             if (::isatty(fd)) pool_tty.reset(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
     files::EventFds events(img);
     FilesOptions pool_opts{opts.dir, opts.shell_job, pool_tty.get(), data.get(), inherited, &events};
+    ipc::SysvShmSegments sysv_shm(img, data.get());
     SharedPool pool(img, pool_opts, pool_floor(img));
     data.reset();
     pool_tty.reset();
@@ -781,6 +784,7 @@ int restore(const RestoreOptions& opts) {
     // Nothing can fail from here: a thread that died meanwhile (ESRCH) has its process's
     // fate (a group exit); every other thread goes.
     guard.release();
+    sysv_shm.commit();
     for (const auto& [p, ts] : tids)
         for (pid_t tid : ts)
             if (::ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0 && errno != ESRCH)

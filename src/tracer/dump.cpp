@@ -33,6 +33,7 @@
 #include "files/event_fds.h"
 #include "files/file_locks.h"
 #include "files/memfd.h"
+#include "ipc/sysv_shm.h"
 #include "files/pipe.h"
 #include "tracer/gadgets.h"
 #include "tracer/memory_dump.h"
@@ -319,6 +320,7 @@ void dump(const DumpOptions& opts) {
     files::dump_event_fds(fds, objects, fdinfo_texts);
     objects.file_locks = files::dump_file_locks(fds);
     objects.memfds = files::dump_memfds(fds, vmas_by_pid, out);
+    objects.sysv_shms = ipc::dump_sysv_shm(vmas_by_pid, out);
     {
         auto pids = tree.pids();
         files::dump_pipes(fds, std::set<pid_t>(pids.begin(), pids.end()), out);
@@ -383,6 +385,7 @@ void dump(const DumpOptions& opts) {
     if (!opts.leave_running) {
         tree.kill_on_release();
         tree.release();
+        ipc::remove_dumped_segments(objects.sysv_shms);  // the tree's; the restore makes them again
         frozen_ms = ms_since(t_frozen);
     }
     if (opts.print_stats) {

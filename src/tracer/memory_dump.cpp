@@ -85,8 +85,8 @@ Vma classify(pid_t pid, const proc::MapsEntry& m, const std::vector<std::string>
     } else if (m.path == "/dev/zero (deleted)" && m.shared) {
         v.kind = VmaKind::Anon;  // MAP_SHARED | MAP_ANONYMOUS shows like this
         v.flags |= MAP_ANONYMOUS;
-    } else if (m.path.starts_with("/SYSV")) {
-        unsupported("System V shared memory");
+    } else if (m.path.starts_with("/SYSV") && m.shared) {
+        v.kind = VmaKind::SysvShm;  // its segment: ipc/sysv_shm.h
     } else if (m.path.starts_with("/memfd:") && m.path.ends_with(" (deleted)")) {
         v.kind = VmaKind::Memfd;  // its object: files/memfd.h
     } else if (m.path.starts_with("/")) {
@@ -111,6 +111,7 @@ bool page_wanted(const Vma& v, uint64_t pm) {
         case VmaKind::Memfd:
             if (v.flags & MAP_SHARED) return false;  // the file holds it
             return (pm & kPmSwapped) || ((pm & kPmPresent) && !(pm & kPmFile));
+        case VmaKind::SysvShm: return false;  // saved whole, once, with its segment
         case VmaKind::Anon:
             if (v.flags & MAP_SHARED) return false;  // saved whole, once (save_shared_memory)
             return (pm & kPmSwapped) || ((pm & kPmPresent) && !(pm & kPmFile));
