@@ -53,7 +53,7 @@ FD_KINDS = {
     "bpf-prog": "BPF program",
     "memfd": None,
     "memfd_secret": "memfd_secret",
-    "socket-unix": "socket",
+    "socket-unix": None,
     "socket-inet": "socket",
     "socket-netlink": "socket",
     "pipe": None,

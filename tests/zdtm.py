@@ -122,6 +122,7 @@ TESTS = {
     "tree_shm_child": {},
     "tree_events": {},
     "tree_memfd": {},
+    "tree_unix_sockets": {},
 }
 
 DEFAULTS = {"prog": None, "args": [], "pty": False, "input": None, "wait_file": None, "ready_timeout": 10,

@@ -1,6 +1,5 @@
 #include "files/pipe.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -14,6 +13,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "files/outside_fds.h"
 
 namespace ckpt::files {
 
@@ -34,32 +34,14 @@ std::map<PipeKey, std::vector<std::string>> outside_holders(const std::set<PipeK
                                                             const std::set<std::string>& fifo_paths,
                                                             const std::set<pid_t>& tree) {
     std::map<PipeKey, std::vector<std::string>> out;
-    DIR* proc = ::opendir("/proc");
-    if (!proc) fail_errno("cannot list /proc");
-    while (dirent* e = ::readdir(proc)) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-        pid_t pid = std::atoi(e->d_name);
-        if (tree.count(pid) || pid == ::getpid()) continue;
-        std::string dir = fmt::format("/proc/{}/fd", pid);
-        DIR* d = ::opendir(dir.c_str());
-        if (!d) continue;  // gone, or a kernel thread
-        while (dirent* f = ::readdir(d)) {
-            if (f->d_name[0] == '.') continue;
-            char buf[4096];
-            std::string link = fmt::format("{}/{}", dir, f->d_name);
-            ssize_t n = ::readlink(link.c_str(), buf, sizeof buf - 1);
-            if (n <= 0) continue;
-            buf[n] = 0;
-            bool named = fifo_paths.count(buf) != 0;
-            if (!named && (n <= 6 || std::string_view(buf, 6) != "pipe:[")) continue;
-            struct stat st;
-            if (::stat(link.c_str(), &st) != 0) continue;
-            PipeKey k{st.st_dev, st.st_ino};
-            if (pipes.count(k)) out[k].push_back(fmt::format("process {} fd {}", pid, f->d_name));
-        }
-        ::closedir(d);
-    }
-    ::closedir(proc);
+    for_each_fd_outside(tree, [&](pid_t pid, std::string_view fd, std::string_view link, const std::string& path) {
+        bool named = fifo_paths.count(std::string(link)) != 0;
+        if (!named && !link.starts_with("pipe:[")) return;
+        struct stat st;
+        if (::stat(path.c_str(), &st) != 0) return;
+        PipeKey k{st.st_dev, st.st_ino};
+        if (pipes.count(k)) out[k].push_back(fmt::format("process {} fd {}", pid, fd));
+    });
     return out;
 }
 

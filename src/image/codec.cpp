@@ -20,6 +20,7 @@ const char* record_name(RecordType t) {
         case RecordType::InotifyWatch: return "InotifyWatch";
         case RecordType::Memfd: return "Memfd";
         case RecordType::SysvShm: return "SysvShm";
+        case RecordType::UnixSocket: return "UnixSocket";
         case RecordType::End: return "End";
     }
     return "unknown";

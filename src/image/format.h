@@ -51,6 +51,7 @@ enum class RecordType : uint32_t {
     InotifyWatch = 12,
     Memfd = 13,
     SysvShm = 14,
+    UnixSocket = 15,
     End = 0x7fff,
 };
 
@@ -510,6 +511,7 @@ enum class FdKind : uint32_t {
     TimerFd = 10,
     Inotify = 11,  // its watches are InotifyWatch records
     Memfd = 12,    // a memfd: its memory object is a Memfd record with the same (dev, ino)
+    UnixSocket = 13,  // an AF_UNIX socket: its state is the UnixSocket record of its file_id
 };
 
 struct Fd {
@@ -714,6 +716,52 @@ struct SysvShm {
         v("data_offset", data_offset);
         v("checksum", checksum);
         v("extents", extents);
+    }
+};
+
+// An AF_UNIX socket (one open file description): src/files/unix_socket.h.
+struct UnixSocket {
+    static constexpr RecordType kType = RecordType::UnixSocket;
+    uint32_t file_id = 0;
+    uint64_t ino = 0;       // the socket's inode at dump: what `peer_ino` of its peer names
+    uint32_t type = 0;      // SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET
+    uint32_t state = 0;     // TCP_ESTABLISHED 1 (connected), TCP_CLOSE 7, TCP_LISTEN 10
+    uint64_t peer_ino = 0;  // connected: the peer's inode (a socket of the image), 0 if it closed
+    std::string name;       // bound address: a path, or "\0..." for an abstract name; "" if unbound
+    uint32_t shutdown = 0;  // RCV_SHUTDOWN 1 | SEND_SHUTDOWN 2, as the kernel holds them
+    uint32_t backlog = 0;   // listening: listen()'s backlog
+    int32_t rcvbuf = 0, sndbuf = 0;  // as getsockopt reports them (twice what was set)
+    uint32_t passcred = 0, passsec = 0;
+    int32_t peek_off = -1;  // SO_PEEK_OFF (-1: off)
+    int64_t rcvtimeo_us = 0, sndtimeo_us = 0;
+    // Bound to a path: the socket file's mode and owner (mode 0: the file was gone at dump),
+    // and for a relative path the directory it is relative to (the process's cwd at dump).
+    uint32_t path_mode = 0, path_uid = 0, path_gid = 0;
+    std::string bind_dir;
+    // What it has received and not read yet: a stream's bytes as one element, a datagram or
+    // seqpacket socket's messages one by one. Sent again by its peer at restore.
+    std::vector<std::string> queue;
+    template <typename V> void visit(V& v) {
+        v("file_id", file_id);
+        v("ino", ino);
+        v("type", type);
+        v("state", state);
+        v("peer_ino", peer_ino);
+        v("name", name);
+        v("shutdown", shutdown);
+        v("backlog", backlog);
+        v("rcvbuf", rcvbuf);
+        v("sndbuf", sndbuf);
+        v("passcred", passcred);
+        v("passsec", passsec);
+        v("peek_off", peek_off);
+        v("rcvtimeo_us", rcvtimeo_us);
+        v("sndtimeo_us", sndtimeo_us);
+        v("path_mode", path_mode);
+        v("path_uid", path_uid);
+        v("path_gid", path_gid);
+        v("bind_dir", bind_dir);
+        v("queue", queue);
     }
 };
 

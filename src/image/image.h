@@ -22,6 +22,7 @@ struct Image {
     std::vector<InotifyWatch> inotify_watches;
     std::vector<Memfd> memfds;
     std::vector<SysvShm> sysv_shms;
+    std::vector<UnixSocket> unix_sockets;
     End end;
 };
 
@@ -37,6 +38,7 @@ void for_each_object_records(ImageT& img, F&& f) {
     f("inotify_watches", img.inotify_watches);
     f("memfds", img.memfds);
     f("sysv_shms", img.sysv_shms);
+    f("unix_sockets", img.unix_sockets);
     f("file_locks", img.file_locks);
 }
 

@@ -243,6 +243,24 @@ std::string event_note(const Image& img, const Fd& f) {
                     return fmt::format(" ({}, {} stored{})", fields::size_text(m.size), fields::size_text(stored_bytes(m.extents)),
                                        m.seals ? fmt::format(", seals {:#x}", m.seals) : "");
             break;
+        case FdKind::UnixSocket:
+            for (const auto& r : img.unix_sockets)
+                if (r.file_id == f.file_id) {
+                    static const char* kTypes[] = {"?", "stream", "dgram", "raw", "rdm", "seqpacket"};
+                    size_t queued = 0;
+                    for (const auto& m : r.queue) queued += m.size();
+                    std::string state = r.state == 10 ? fmt::format("listening, backlog {}", r.backlog)
+                                        : r.state == 1 ? (r.peer_ino ? fmt::format("connected to socket:[{}]", r.peer_ino)
+                                                                     : std::string("peer closed"))
+                                                       : std::string("unconnected");
+                    std::string name = r.name.empty() ? "" : r.name[0] == '\0' ? ", @" + r.name.substr(1) : ", " + r.name;
+                    return fmt::format(" ({}, {}{}{}{})", r.type < 6 ? kTypes[r.type] : "?", state, name,
+                                       queued ? fmt::format(", {} bytes queued in {} message{}", queued, r.queue.size(),
+                                                            r.queue.size() == 1 ? "" : "s")
+                                              : "",
+                                       r.shutdown ? fmt::format(", shutdown {}", r.shutdown) : "");
+                }
+            break;
         case FdKind::Inotify: {
             std::vector<std::string> watches;
             size_t n = 0;

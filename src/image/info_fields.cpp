@@ -191,6 +191,9 @@ Style style_of(const Fd*, std::string_view f) {
 Style style_of(const SignalFd*, std::string_view f) {
     return lookup({{"mask", Style::SigMask}}, f);
 }
+Style style_of(const UnixSocket*, std::string_view f) {
+    return lookup({{"path_mode", Style::Mode}, {"queue", Style::Bytes}}, f);
+}
 Style style_of(const SysvShm*, std::string_view f) {
     return lookup({{"key", Style::Hex}, {"mode", Style::Mode}, {"data_offset", Style::Hex}, {"checksum", Style::Hex}}, f);
 }
@@ -268,6 +271,7 @@ const char* name_of(FdKind k) {
         case FdKind::TimerFd: return "timerfd";
         case FdKind::Inotify: return "inotify";
         case FdKind::Memfd: return "memfd";
+        case FdKind::UnixSocket: return "unix";
     }
     return "unknown";
 }

@@ -48,6 +48,7 @@ Style style_of(const EpollTarget*, std::string_view field);
 Style style_of(const InotifyWatch*, std::string_view field);
 Style style_of(const Memfd*, std::string_view field);
 Style style_of(const SysvShm*, std::string_view field);
+Style style_of(const UnixSocket*, std::string_view field);
 template <typename Rec>
 Style style_of(const Rec*, std::string_view) {
     return Style::Plain;

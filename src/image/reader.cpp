@@ -117,6 +117,21 @@ void check_event_records(const Image& img, const std::string& dir) {
             fail("{} is corrupt: epoll target fd {} of file {} names an epoll or target process {} does not hold",
                  dir, t.tfd, t.file_id, t.pid);
     }
+    std::map<uint32_t, const UnixSocket*> socket_of;
+    std::set<uint64_t> socket_inos;
+    for (const auto& r : img.unix_sockets) {
+        auto k = kind_of.find(r.file_id);
+        if (k == kind_of.end() || k->second != FdKind::UnixSocket || !socket_of.emplace(r.file_id, &r).second)
+            fail("{} is corrupt: a UnixSocket record names file {}, which is no unix socket (or has two records)", dir,
+                 r.file_id);
+        socket_inos.insert(r.ino);
+    }
+    for (const auto& r : img.unix_sockets)
+        if (r.peer_ino && !socket_inos.count(r.peer_ino))
+            fail("{} is corrupt: unix socket:[{}] has its peer socket:[{}] missing", dir, r.ino, r.peer_ino);
+    for (const auto& f : img.fds)
+        if (f.kind == FdKind::UnixSocket && !socket_of.count(f.file_id))
+            fail("{} is corrupt: fd {} of process {} is a unix socket without a record", dir, f.fd, f.pid);
     std::set<std::pair<uint32_t, int32_t>> wds;
     for (const auto& w : img.inotify_watches) {
         auto k = kind_of.find(w.file_id);

@@ -4,6 +4,7 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <sys/statfs.h>
+#include <sys/xattr.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -53,6 +54,7 @@ constexpr FdKindInfo kFdKinds[] = {
     {"timerfd", "anon_inode:[timerfd]", FdKind::TimerFd, ""},
     {"inotify", "anon_inode:inotify", FdKind::Inotify, ""},
     {"memfd", "/memfd:NAME (deleted)", FdKind::Memfd, ""},
+    {"unix socket", "socket:[N] (AF_UNIX)", FdKind::UnixSocket, ""},
 
     {"pseudo-terminal master", "/dev/ptmx", std::nullopt,
      "the terminal pair would be lost (reopening /dev/ptmx makes a new one); not supported yet"},
@@ -60,7 +62,7 @@ constexpr FdKindInfo kFdKinds[] = {
      "its driver keeps per-open state ckpt cannot save; not supported yet"},
     {"deleted device node", "/dev/... (deleted)", std::nullopt, kNotYet},
     {"block device", "/dev/...", std::nullopt, kNotYet},
-    {"socket", "socket:[N]", std::nullopt, kNotYet},
+    {"socket", "socket:[N] (other than AF_UNIX)", std::nullopt, kNotYet},
     {"hugetlb memfd", "/memfd:NAME (deleted) (on hugetlbfs)", std::nullopt, kNotYet},
     {"memfd_secret", "/secretmem (deleted)", std::nullopt,
      "its memory cannot be read from outside; not supported yet"},
@@ -494,7 +496,8 @@ class Audit {
             }
             if (::stat(link.c_str(), &st) != 0 || ::statfs(link.c_str(), &sfs) != 0)
                 fail_errno("process {} fd {}: cannot stat {}", pid_, fd, target);
-            const FdKindInfo* k = classify_fd(target, st, static_cast<int64_t>(sfs.f_type));
+            const FdKindInfo* k = classify_fd(target, st, static_cast<int64_t>(sfs.f_type),
+                                              S_ISSOCK(st.st_mode) ? socket_protocol(link) : std::string());
             if (!k)
                 problems_.push_back(fmt::format("has fd {} ({}) of a kind ckpt does not know: refused", fd, target));
             else if (!k->saved_as)
@@ -549,7 +552,13 @@ class Audit {
 
 std::span<const FdKindInfo> fd_kinds() { return kFdKinds; }
 
-const FdKindInfo* classify_fd(std::string_view link, const struct stat& st, int64_t fs_magic) {
+std::string socket_protocol(const std::string& proc_fd_path) {
+    char buf[64] = {};
+    ssize_t n = ::getxattr(proc_fd_path.c_str(), "system.sockprotoname", buf, sizeof buf - 1);
+    return n > 0 ? std::string(buf, ::strnlen(buf, static_cast<size_t>(n))) : std::string();
+}
+
+const FdKindInfo* classify_fd(std::string_view link, const struct stat& st, int64_t fs_magic, std::string_view sock_proto) {
     if (link.starts_with("anon_inode:")) return anon_kind(link);
     if (fs_magic == kPidfsMagic) return by_name("pidfd");
     if (fs_magic == kNsfsMagic) return by_name("namespace descriptor");
@@ -568,7 +577,7 @@ const FdKindInfo* classify_fd(std::string_view link, const struct stat& st, int6
             if (is_stateless_mem_device(st.st_rdev)) return by_name("memory device");
             return by_name("character device");
         case S_IFBLK: return by_name("block device");
-        case S_IFSOCK: return by_name("socket");
+        case S_IFSOCK: return by_name(sock_proto.starts_with("UNIX") ? "unix socket" : "socket");
         case S_IFIFO: return by_name(link.starts_with("pipe:[") ? "pipe" : "FIFO");
         case S_IFLNK: return by_name("O_PATH descriptor of a symbolic link");
         default: return nullptr;

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "image/format.h"
@@ -30,9 +31,14 @@ struct FdKindInfo {
 std::span<const FdKindInfo> fd_kinds();
 
 // The entry of fd_kinds() a descriptor belongs to, from its /proc/PID/fd link, a stat()
-// of the link (the file behind it) and the f_type of a statfs() of the link; nullptr if
-// ckpt does not know the kind.
-const FdKindInfo* classify_fd(std::string_view link, const struct stat& st, int64_t fs_magic);
+// of the link (the file behind it), the f_type of a statfs() of the link and, for a socket,
+// its protocol (socket_protocol); nullptr if ckpt does not know the kind.
+const FdKindInfo* classify_fd(std::string_view link, const struct stat& st, int64_t fs_magic,
+                              std::string_view sock_proto = {});
+
+// The protocol name of the socket behind /proc/PID/fd/N ("UNIX-STREAM", "TCP", ...), "" if
+// the kernel does not say.
+std::string socket_protocol(const std::string& proc_fd_path);
 
 // What becomes of a VMA that carries one of the two-letter VmFlags of /proc/PID/smaps.
 enum class VmFlagUse {

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <set>
 #include <algorithm>
@@ -33,6 +34,7 @@
 #include "files/event_fds.h"
 #include "files/file_locks.h"
 #include "files/memfd.h"
+#include "files/unix_socket.h"
 #include "ipc/sysv_shm.h"
 #include "files/pipe.h"
 #include "tracer/gadgets.h"
@@ -321,6 +323,12 @@ void dump(const DumpOptions& opts) {
     objects.file_locks = files::dump_file_locks(fds);
     objects.memfds = files::dump_memfds(fds, vmas_by_pid, out);
     objects.sysv_shms = ipc::dump_sysv_shm(vmas_by_pid, out);
+    {
+        std::map<int32_t, std::string> cwd_of;
+        for (const auto& d : procs) cwd_of[d.proc.pid] = d.proc.cwd;
+        auto pids = tree.pids();
+        objects.unix_sockets = files::dump_unix_sockets(fds, cwd_of, std::set<pid_t>(pids.begin(), pids.end()));
+    }
     {
         auto pids = tree.pids();
         files::dump_pipes(fds, std::set<pid_t>(pids.begin(), pids.end()), out);

@@ -210,7 +210,8 @@ std::vector<image::Fd> dump_files(pid_t pid, image::ImageWriter& out, files::FdI
         if (::statfs(link.c_str(), &sfs) != 0) fail_errno("process {} fd {}: cannot statfs {}", pid, fd, rec.path);
         // One list of kinds for the audit and for saving: the audit has refused the dump
         // before this point for anything without `saved_as`.
-        const FdKindInfo* kind = classify_fd(rec.path, st, static_cast<int64_t>(sfs.f_type));
+        const FdKindInfo* kind = classify_fd(rec.path, st, static_cast<int64_t>(sfs.f_type),
+                                             S_ISSOCK(st.st_mode) ? socket_protocol(link) : std::string());
         if (!kind) fail("process {} fd {} ({}): a descriptor kind ckpt does not know", pid, fd, rec.path);
         if (!kind->saved_as) fail("process {} fd {} ({}): {}: {}", pid, fd, rec.path, kind->name, kind->why);
         rec.kind = *kind->saved_as;
