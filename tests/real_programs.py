@@ -29,6 +29,10 @@ A dump takes the program with all its descendants (its tree).
                (Pool's queues), and Pool's locks, POSIX semaphores that live in unlinked
                /dev/shm files mapped by every process (ckpt recreates such a deleted file
                once for the whole tree, so the semaphores stay shared)
+  python-http-server  http.server's ThreadingHTTPServer on 127.0.0.1 (a listening TCP
+               socket) served by a thread while the main thread counts and, every 100
+               values, fetches a page from it (a dump in that moment meets an established
+               connection and is refused: failing closed)
   perl         select(undef, undef, undef, 0.01) between appends
   node         setInterval(..., 10) with fs.appendFileSync
   java         a class compiled at test time with javac; Thread.sleep(10) between appends
@@ -121,6 +125,22 @@ BASH_PIPELINE = ('i=0; while :; do echo $i; i=$((i+1)); sleep 0.01; done | '
 # src.txt; tail was exec'd by the shell that started the subshell, so it is its parent.
 TAIL_F = ('(i=0; while :; do echo $i >> src.txt; i=$((i+1)); sleep 0.01; done) & '
           'exec tail -n +1 -f src.txt >> counter.txt')
+# An HTTP server (a listening TCP socket, served by a thread) while the main thread counts;
+# once a second the main thread fetches a page from it and stops counting if that fails.
+PY_HTTP_SERVER = r'''
+import http.server, threading, time, urllib.request
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+url = "http://127.0.0.1:%d/counter.txt" % srv.server_address[1]
+i = 0
+while True:
+    with open("counter.txt", "a") as f:
+        f.write("%d\n" % i)
+    i += 1
+    if i % 100 == 0:
+        urllib.request.urlopen(url, timeout=5).read()
+    time.sleep(0.01)
+'''
 PY_SUBPROCESS = r'''
 import subprocess, sys
 CHILD = """
@@ -289,6 +309,7 @@ def programs():
         "python3": ("python3", script([sys.executable], PYTHON, "counter.py")),
         "python-subprocess": ("python3", script([sys.executable], PY_SUBPROCESS, "counter.py")),
         "python-multiprocessing": ("python3", script([sys.executable], PY_MULTIPROCESSING, "counter.py")),
+        "python-http-server": ("python3", script([sys.executable], PY_HTTP_SERVER, "counter.py")),
         "perl": ("perl", script([shutil.which("perl") or "perl"], PERL, "counter.pl")),
         "node": ("node", script([shutil.which("node") or "node"], NODE, "counter.js")),
         "java": ("javac", java_prep),

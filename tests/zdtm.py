@@ -90,6 +90,7 @@ TESTS = {
     "file_locks": {},
     "memfd": {"max_data_bytes": 2 << 20},  # 4 MiB memfd with 64 KiB of data, zeros and holes
     "sysv_shm": {},
+    "inet_sockets": {},
     # multi-threaded (tests/programs/threads_*.c)
     "threads_mutex": {},
     "threads_condvar": {},

@@ -4,6 +4,8 @@
 #include <sys/file.h>
 #include <sys/sysmacros.h>
 
+#include <cstdlib>
+#include <map>
 #include <set>
 #include <string>
 #include <tuple>
@@ -46,11 +48,14 @@ std::set<std::string> locked_inodes() {
     return out;
 }
 
-std::vector<image::FileLock> dump_file_locks(const std::vector<image::Fd>& fds) {
+std::vector<image::FileLock> dump_file_locks(const std::vector<image::Fd>& fds,
+                                             const std::vector<std::pair<pid_t, std::vector<image::Vma>*>>& tree_vmas) {
     std::vector<image::FileLock> out;
     const std::set<std::string> locked = locked_inodes();
+    if (locked.empty()) return out;
     // (kind, owner: pid for POSIX, file_id otherwise, dev:ino, start, end, write)
     std::set<std::tuple<int, long, std::string, uint64_t, uint64_t, int>> seen;
+    std::set<std::string> held_through_fd;  // inodes some descriptor of the tree showed a lock on
     for (const auto& f : fds) {
         if (f.dup_of >= 0) continue;  // a dup shows the same locks as the fd it duplicates
         if (!locked.count(lock_inode_name(f.dev, f.ino))) continue;
@@ -81,14 +86,63 @@ std::vector<image::FileLock> dump_file_locks(const std::vector<image::Fd>& fds) 
             }
             long owner = l.kind == image::FileLockKind::Posix ? f.pid : static_cast<long>(f.file_id);
             if (seen.insert({static_cast<int>(l.kind), owner, w[5], l.start, l.end, l.write}).second) out.push_back(l);
+            held_through_fd.insert(w[5]);
+        }
+    }
+    // /proc/locks: flock and OFD locks of a tree process on an inode no fd showed a lock on,
+    // held through a mapping of that inode (the audit refused any other).
+    std::map<pid_t, std::vector<image::Vma>*> vmas_of(tree_vmas.begin(), tree_vmas.end());
+    const std::string all = read_file("/proc/locks");
+    for (auto line : proc::fdinfo_lines(all, "")) {
+        auto w = words(line);
+        if (w.size() < 8 || w[1] == "->" || held_through_fd.count(w[5])) continue;
+        if (w[1] != "FLOCK" && w[1] != "OFDLCK") continue;
+        auto vmas = vmas_of.find(static_cast<pid_t>(std::atoi(w[4].c_str())));
+        if (vmas == vmas_of.end()) continue;  // not the tree's (OFD locks show pid -1: see below)
+        for (const auto& v : *vmas->second) {
+            if (v.kind != image::VmaKind::File || lock_inode_name(v.file.dev, v.file.ino) != w[5]) continue;
+            image::FileLock l;
+            l.kind = w[1] == "FLOCK" ? image::FileLockKind::Flock : image::FileLockKind::Ofd;
+            l.pid = vmas->first;
+            l.fd = -1;
+            l.vma_start = v.start;
+            l.write = w[3] == "WRITE";
+            try {
+                l.start = std::stoull(w[6]);
+                l.end = w[7] == "EOF" ? ~0ull : std::stoull(w[7]);
+            } catch (const std::exception&) {
+                fail("process {}: malformed lock range in '{}'", l.pid, line);
+            }
+            out.push_back(l);
+            break;
         }
     }
     return out;
 }
 
+void take_mapping_locks(const image::Image& img, int pid, const image::Vma& v, int fd) {
+    for (const auto& l : img.file_locks) {
+        if (l.pid != pid || l.vma_start != v.start) continue;
+        int r;
+        if (l.kind == image::FileLockKind::Flock) {
+            r = ::flock(fd, (l.write ? LOCK_EX : LOCK_SH) | LOCK_NB);
+        } else {
+            struct flock fl {};
+            fl.l_type = static_cast<short>(l.write ? F_WRLCK : F_RDLCK);
+            fl.l_whence = SEEK_SET;
+            fl.l_start = static_cast<off_t>(l.start);
+            fl.l_len = l.end == ~0ull ? 0 : static_cast<off_t>(l.end - l.start + 1);
+            r = ::fcntl(fd, F_OFD_SETLK, &fl);
+        }
+        if (r != 0)
+            fail_errno("process {}: cannot take the lock it held through its mapping of {} again{}", pid, v.path,
+                       errno == EAGAIN || errno == EWOULDBLOCK ? " (another process holds a conflicting lock now)" : "");
+    }
+}
+
 void take_description_locks(const image::Image& img, int pid) {
     for (const auto& l : img.file_locks) {
-        if (l.pid != pid || l.kind == image::FileLockKind::Posix) continue;
+        if (l.pid != pid || l.kind == image::FileLockKind::Posix || l.vma_start != 0) continue;
         int r;
         if (l.kind == image::FileLockKind::Flock) {
             r = ::flock(l.fd, (l.write ? LOCK_EX : LOCK_SH) | LOCK_NB);

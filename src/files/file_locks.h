@@ -15,7 +15,10 @@
 // through no descriptor (through a mapping whose fd was closed).
 #pragma once
 
+#include <sys/types.h>
+
 #include <set>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -29,8 +32,15 @@ namespace ckpt::files {
 std::set<std::string> locked_inodes();
 std::string lock_inode_name(uint64_t dev, uint64_t ino);
 
-// Every lock held through the descriptors in `fds` (the tree's records, file_ids assigned).
-std::vector<image::FileLock> dump_file_locks(const std::vector<image::Fd>& fds);
+// Every lock held through the descriptors in `fds` (the tree's records, file_ids assigned),
+// and flock and OFD locks a process holds through a mapping only (its fd closed after mmap;
+// `tree_vmas`: the VMAs of each process).
+std::vector<image::FileLock> dump_file_locks(const std::vector<image::Fd>& fds,
+                                             const std::vector<std::pair<pid_t, std::vector<image::Vma>*>>& tree_vmas);
+
+// Takes the locks process `pid` holds through the mapping `v` on `fd`, the descriptor the
+// mapping is made from (before the restorer maps it and closes the fd).
+void take_mapping_locks(const image::Image& img, int pid, const image::Vma& v, int fd);
 
 // Takes the flock and OFD locks of process `pid` again (its fd table in place).
 void take_description_locks(const image::Image& img, int pid);

@@ -20,6 +20,7 @@
 
 #include "common/error.h"
 #include "files/outside_fds.h"
+#include "files/target_fd.h"
 
 namespace ckpt::files {
 
@@ -100,15 +101,6 @@ std::map<uint64_t, DiagInfo> unix_diag() {
             out[m->udiag_ino] = std::move(d);
         }
     }
-}
-
-// The target's descriptor in ckpt: the same open file description.
-UniqueFd take_fd(pid_t pid, int fd) {
-    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-    if (!pidfd) fail_errno("process {}: cannot open a pidfd", pid);
-    UniqueFd mine(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
-    if (!mine) fail_errno("process {} fd {}: cannot take a copy of it (pidfd_getfd)", pid, fd);
-    return mine;
 }
 
 int get_int(int fd, int level, int opt, const std::string& who, const char* name) {
@@ -339,7 +331,7 @@ std::vector<image::UnixSocket> dump_unix_sockets(const std::vector<image::Fd>& f
                 break;
             default: fail("{}: a unix socket in state {} (connecting?): not supported yet", who, d.state);
         }
-        UniqueFd mine = take_fd(f->pid, f->fd);
+        UniqueFd mine = copy_of_target_fd(f->pid, f->fd);
         r.rcvbuf = get_int(mine.get(), SOL_SOCKET, SO_RCVBUF, who, "SO_RCVBUF");
         r.sndbuf = get_int(mine.get(), SOL_SOCKET, SO_SNDBUF, who, "SO_SNDBUF");
         r.passcred = get_int(mine.get(), SOL_SOCKET, SO_PASSCRED, who, "SO_PASSCRED") != 0;

@@ -21,6 +21,7 @@ const char* record_name(RecordType t) {
         case RecordType::Memfd: return "Memfd";
         case RecordType::SysvShm: return "SysvShm";
         case RecordType::UnixSocket: return "UnixSocket";
+        case RecordType::InetSocket: return "InetSocket";
         case RecordType::End: return "End";
     }
     return "unknown";

@@ -52,6 +52,7 @@ enum class RecordType : uint32_t {
     Memfd = 13,
     SysvShm = 14,
     UnixSocket = 15,
+    InetSocket = 16,
     End = 0x7fff,
 };
 
@@ -512,6 +513,7 @@ enum class FdKind : uint32_t {
     Inotify = 11,  // its watches are InotifyWatch records
     Memfd = 12,    // a memfd: its memory object is a Memfd record with the same (dev, ino)
     UnixSocket = 13,  // an AF_UNIX socket: its state is the UnixSocket record of its file_id
+    InetSocket = 14,  // a TCP or UDP socket (IPv4, IPv6): the InetSocket record of its file_id
 };
 
 struct Fd {
@@ -765,6 +767,40 @@ struct UnixSocket {
     }
 };
 
+// A TCP or UDP socket that is not connected (TCP: listening, or never connected; UDP: bound
+// or connected, nothing queued): src/files/inet_socket.h.
+struct SockOpt {
+    int32_t level = 0, name = 0;
+    std::string value;  // as getsockopt gave it
+    template <typename V> void visit(V& v) {
+        v("level", level);
+        v("name", name);
+        v("value", value);
+    }
+};
+
+struct InetSocket {
+    static constexpr RecordType kType = RecordType::InetSocket;
+    uint32_t file_id = 0;
+    int32_t family = 0, type = 0, protocol = 0;  // AF_INET/AF_INET6, SOCK_STREAM/SOCK_DGRAM, IPPROTO_*
+    uint32_t state = 0;      // TCP: TCP_LISTEN 10 or TCP_CLOSE 7; UDP: 1 connected, 7 not
+    std::string local;       // struct sockaddr_in/_in6 from getsockname (empty: unbound)
+    std::string peer;        // connected UDP: getpeername
+    uint32_t backlog = 0;    // TCP listening
+    std::vector<SockOpt> options;  // set again before bind
+    template <typename V> void visit(V& v) {
+        v("file_id", file_id);
+        v("family", family);
+        v("type", type);
+        v("protocol", protocol);
+        v("state", state);
+        v("local", local);
+        v("peer", peer);
+        v("backlog", backlog);
+        v("options", options);
+    }
+};
+
 // ---- file locks: src/files/file_locks.h --------------------------------------------------
 
 enum class FileLockKind : uint32_t {
@@ -783,6 +819,9 @@ struct FileLock {
     uint32_t write = 0;    // 1: write (exclusive) lock, 0: read (shared)
     uint64_t start = 0;
     uint64_t end = 0;  // last byte locked; ~0 = to the end of the file, however it grows (flock: always)
+    // Flock, Ofd held through no descriptor but a mapping (the fd was closed after mmap): the
+    // start of that mapping of `pid`; `fd` is then -1 and `file_id` 0.
+    uint64_t vma_start = 0;
     template <typename V> void visit(V& v) {
         v("kind", kind);
         v("pid", pid);
@@ -791,6 +830,7 @@ struct FileLock {
         v("write", write);
         v("start", start);
         v("end", end);
+        v("vma_start", vma_start);
     }
 };
 

@@ -23,6 +23,7 @@ struct Image {
     std::vector<Memfd> memfds;
     std::vector<SysvShm> sysv_shms;
     std::vector<UnixSocket> unix_sockets;
+    std::vector<InetSocket> inet_sockets;
     End end;
 };
 
@@ -39,6 +40,7 @@ void for_each_object_records(ImageT& img, F&& f) {
     f("memfds", img.memfds);
     f("sysv_shms", img.sysv_shms);
     f("unix_sockets", img.unix_sockets);
+    f("inet_sockets", img.inet_sockets);
     f("file_locks", img.file_locks);
 }
 

@@ -261,6 +261,15 @@ std::string event_note(const Image& img, const Fd& f) {
                                        r.shutdown ? fmt::format(", shutdown {}", r.shutdown) : "");
                 }
             break;
+        case FdKind::InetSocket:
+            for (const auto& r : img.inet_sockets)
+                if (r.file_id == f.file_id)
+                    return fmt::format(" ({}{} {}, {}{})", r.protocol == 6 ? "TCP" : "UDP", r.family == 10 ? "v6" : "",
+                                       fields::sockaddr_text(r.local),
+                                       r.state == 10 ? fmt::format("listening, backlog {}", r.backlog)
+                                       : r.state == 1 ? std::string("connected") : std::string("not connected"),
+                                       r.options.empty() ? "" : fmt::format(", {} options", r.options.size()));
+            break;
         case FdKind::Inotify: {
             std::vector<std::string> watches;
             size_t n = 0;

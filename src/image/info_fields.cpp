@@ -1,5 +1,8 @@
 #include "image/info_fields.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <fmt/format.h>
 #include <signal.h>
 #include <string.h>
@@ -191,6 +194,12 @@ Style style_of(const Fd*, std::string_view f) {
 Style style_of(const SignalFd*, std::string_view f) {
     return lookup({{"mask", Style::SigMask}}, f);
 }
+Style style_of(const InetSocket*, std::string_view f) {
+    return lookup({{"local", Style::Bytes}, {"peer", Style::Bytes}}, f);
+}
+Style style_of(const SockOpt*, std::string_view f) {
+    return lookup({{"value", Style::Bytes}}, f);
+}
 Style style_of(const UnixSocket*, std::string_view f) {
     return lookup({{"path_mode", Style::Mode}, {"queue", Style::Bytes}}, f);
 }
@@ -272,6 +281,7 @@ const char* name_of(FdKind k) {
         case FdKind::Inotify: return "inotify";
         case FdKind::Memfd: return "memfd";
         case FdKind::UnixSocket: return "unix";
+        case FdKind::InetSocket: return "inet";
     }
     return "unknown";
 }
@@ -324,6 +334,26 @@ std::string size_text(uint64_t bytes) {
     if (bytes >= (1ull << 20)) return fmt::format("{:.1f} MiB", bytes / double(1ull << 20));
     if (bytes >= (1ull << 10)) return fmt::format("{:.1f} KiB", bytes / double(1ull << 10));
     return fmt::format("{} B", bytes);
+}
+
+// "127.0.0.1:8080", "[::1]:80" from a struct sockaddr_in/_in6 kept as bytes.
+std::string sockaddr_text(const std::string& sa) {
+    char host[INET6_ADDRSTRLEN] = "?";
+    sa_family_t family = 0;
+    if (sa.size() >= sizeof family) std::memcpy(&family, sa.data(), sizeof family);
+    if (family == AF_INET6 && sa.size() >= sizeof(sockaddr_in6)) {
+        sockaddr_in6 a;
+        std::memcpy(&a, sa.data(), sizeof a);
+        ::inet_ntop(AF_INET6, &a.sin6_addr, host, sizeof host);
+        return fmt::format("[{}]:{}", host, ntohs(a.sin6_port));
+    }
+    if (family == AF_INET && sa.size() >= sizeof(sockaddr_in)) {
+        sockaddr_in a;
+        std::memcpy(&a, sa.data(), sizeof a);
+        ::inet_ntop(AF_INET, &a.sin_addr, host, sizeof host);
+        return fmt::format("{}:{}", host, ntohs(a.sin_port));
+    }
+    return "unbound";
 }
 
 }  // namespace ckpt::image::fields

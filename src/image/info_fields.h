@@ -49,6 +49,8 @@ Style style_of(const InotifyWatch*, std::string_view field);
 Style style_of(const Memfd*, std::string_view field);
 Style style_of(const SysvShm*, std::string_view field);
 Style style_of(const UnixSocket*, std::string_view field);
+Style style_of(const InetSocket*, std::string_view field);
+Style style_of(const SockOpt*, std::string_view field);
 template <typename Rec>
 Style style_of(const Rec*, std::string_view) {
     return Style::Plain;
@@ -69,5 +71,6 @@ std::string signal_name(int sig);          // "SIGINT", "SIGRTMIN+2"; kernel num
 std::string syscall_name(int64_t nr);      // "nanosleep", or the number if unknown
 const char* thread_state_name(char state);  // "sleeping" for 'S', ...
 std::string size_text(uint64_t bytes);      // "1.5 MiB"
+std::string sockaddr_text(const std::string& sa);  // "127.0.0.1:80", "[::1]:80" from sockaddr bytes; "unbound"
 
 }  // namespace ckpt::image::fields

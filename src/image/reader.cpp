@@ -132,6 +132,16 @@ void check_event_records(const Image& img, const std::string& dir) {
     for (const auto& f : img.fds)
         if (f.kind == FdKind::UnixSocket && !socket_of.count(f.file_id))
             fail("{} is corrupt: fd {} of process {} is a unix socket without a record", dir, f.fd, f.pid);
+    std::set<uint32_t> inet_ids;
+    for (const auto& r : img.inet_sockets) {
+        auto k = kind_of.find(r.file_id);
+        if (k == kind_of.end() || k->second != FdKind::InetSocket || !inet_ids.insert(r.file_id).second ||
+            r.local.size() > 128 || r.peer.size() > 128)
+            fail("{} is corrupt: an InetSocket record names file {}, which is no TCP/UDP socket (or has two)", dir, r.file_id);
+    }
+    for (const auto& f : img.fds)
+        if (f.kind == FdKind::InetSocket && !inet_ids.count(f.file_id))
+            fail("{} is corrupt: fd {} of process {} is a TCP/UDP socket without a record", dir, f.fd, f.pid);
     std::set<std::pair<uint32_t, int32_t>> wds;
     for (const auto& w : img.inotify_watches) {
         auto k = kind_of.find(w.file_id);
@@ -141,9 +151,15 @@ void check_event_records(const Image& img, const std::string& dir) {
     }
     std::set<std::tuple<int32_t, int32_t, uint32_t>> fd_of;  // (pid, fd, file_id)
     for (const auto& f : img.fds) fd_of.insert({f.pid, f.fd, f.file_id});
-    for (const auto& l : img.file_locks)
-        if (!fd_of.count({l.pid, l.fd, l.file_id}) || static_cast<uint32_t>(l.kind) > 2 || l.write > 1 || l.end < l.start)
-            fail("{} is corrupt: a file lock names fd {} of process {}, which the image does not have", dir, l.fd, l.pid);
+    std::set<std::pair<int32_t, uint64_t>> vma_at;
+    for (const auto& v : img.vmas) vma_at.insert({v.pid, v.start});
+    for (const auto& l : img.file_locks) {
+        bool through_fd = l.vma_start == 0 && fd_of.count({l.pid, l.fd, l.file_id});
+        bool through_mapping = l.vma_start != 0 && l.fd == -1 && l.kind != FileLockKind::Posix && vma_at.count({l.pid, l.vma_start});
+        if ((!through_fd && !through_mapping) || static_cast<uint32_t>(l.kind) > 2 || l.write > 1 || l.end < l.start)
+            fail("{} is corrupt: a file lock names fd {} (or a mapping at {:#x}) of process {}, which the image does not have",
+                 dir, l.fd, l.vma_start, l.pid);
+    }
 }
 
 }  // namespace

@@ -28,6 +28,7 @@
 #include "cgroups/cgroups.h"
 #include "common/cpu.h"
 #include "common/error.h"
+#include "files/file_locks.h"
 #include "files/memfd.h"
 #include "ipc/sysv_shm.h"
 #include "common/fd.h"
@@ -343,6 +344,7 @@ void create_children(const TreeSetup& s, int parent) {
                                     : ::open(v.path.c_str(), (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
                 if (fd < 0) fail_errno("cannot open mapped file {}", v.path);
                 fd = lift_fd(fd, floor);
+                files::take_mapping_locks(img, pid, v, fd);
                 close_fds.push_back(fd);
                 it = opened.emplace(key, fd).first;
             }

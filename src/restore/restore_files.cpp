@@ -246,6 +246,7 @@ int open_description(const image::Fd& rec, const FilesOptions& opts) {
         case image::FdKind::Fifo:
         case image::FdKind::Memfd:
         case image::FdKind::UnixSocket:
+        case image::FdKind::InetSocket:
             fail("process {} fd {} ({}): not reopened by path", rec.pid, rec.fd, rec.path);
     }
     if (rec.kind == image::FdKind::Regular || rec.kind == image::FdKind::Directory) {

@@ -225,7 +225,7 @@ Region build_region(const RegionInputs& in) {
         uint64_t timers_at = l.take(sizeof(PosixTimerArg) * proc->posix_timers.size(), 8);
         std::vector<const image::FileLock*> posix_locks;
         for (const auto& fl : img.file_locks)
-            if (fl.pid == pid && fl.kind == image::FileLockKind::Posix) posix_locks.push_back(&fl);
+            if (fl.pid == pid && fl.kind == image::FileLockKind::Posix && fl.vma_start == 0) posix_locks.push_back(&fl);
         uint64_t locks_at = l.take(sizeof(PosixLockArg) * posix_locks.size(), 8);
         std::vector<uint64_t> pending_at, frame_at, fp_at, stack_at;
         for (const auto* t : threads) {

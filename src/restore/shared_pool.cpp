@@ -11,6 +11,7 @@
 #include "common/fs.h"
 #include "files/memfd.h"
 #include "files/pipe.h"
+#include "files/inet_socket.h"
 #include "files/unix_socket.h"
 
 namespace ckpt::restore {
@@ -46,6 +47,7 @@ SharedPool::SharedPool(const image::Image& img, const FilesOptions& opts, int fl
     for (const auto& f : img.fds) holders[f.file_id].insert(f.pid);
     for (auto& [id, fd] : files::make_pipes(img, opts.data_fd, opts.inherited)) files_[id].reset(lift(fd.release()));
     for (auto& [id, fd] : files::make_unix_sockets(img)) files_[id].reset(lift(fd.release()));
+    for (auto& [id, fd] : files::make_inet_sockets(img)) files_[id].reset(lift(fd.release()));
     // Deleted files: recreated once for the whole tree, so that processes holding or mapping
     // one (a multiprocessing semaphore in /dev/shm) share it again.
     UnlinkedFiles unlinked(img, UnlinkedFiles::kAllProcesses, opts);

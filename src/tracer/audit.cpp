@@ -55,6 +55,7 @@ constexpr FdKindInfo kFdKinds[] = {
     {"inotify", "anon_inode:inotify", FdKind::Inotify, ""},
     {"memfd", "/memfd:NAME (deleted)", FdKind::Memfd, ""},
     {"unix socket", "socket:[N] (AF_UNIX)", FdKind::UnixSocket, ""},
+    {"TCP or UDP socket", "socket:[N] (TCP, UDP, TCPv6, UDPv6)", FdKind::InetSocket, ""},
 
     {"pseudo-terminal master", "/dev/ptmx", std::nullopt,
      "the terminal pair would be lost (reopening /dev/ptmx makes a new one); not supported yet"},
@@ -62,7 +63,7 @@ constexpr FdKindInfo kFdKinds[] = {
      "its driver keeps per-open state ckpt cannot save; not supported yet"},
     {"deleted device node", "/dev/... (deleted)", std::nullopt, kNotYet},
     {"block device", "/dev/...", std::nullopt, kNotYet},
-    {"socket", "socket:[N] (other than AF_UNIX)", std::nullopt, kNotYet},
+    {"socket", "socket:[N] (other than AF_UNIX, TCP and UDP)", std::nullopt, kNotYet},
     {"hugetlb memfd", "/memfd:NAME (deleted) (on hugetlbfs)", std::nullopt, kNotYet},
     {"memfd_secret", "/secretmem (deleted)", std::nullopt,
      "its memory cannot be read from outside; not supported yet"},
@@ -310,6 +311,20 @@ class Audit {
         return f;
     }
 
+    // Whether the process maps the inode "maj:min:ino" (as /proc/locks names it).
+    bool maps_inode(const std::string& name) {
+        std::string maps = read_optional(fmt::format("/proc/{}/maps", pid_));
+        size_t pos = 0;
+        while (pos < maps.size()) {
+            size_t end = maps.find('\n', pos);
+            if (end == std::string::npos) end = maps.size();
+            auto f = lock_fields(std::string_view(maps).substr(pos, end - pos));  // range perms offset dev inode path
+            pos = end + 1;
+            if (f.size() >= 5 && f[3] + ":" + f[4] == name) return true;
+        }
+        return false;
+    }
+
     // Locks held through a descriptor are saved (files/file_locks.h), except leases and
     // delegations; /proc/locks adds locks still held through a mapping whose descriptor was
     // closed, which restore could not take again.
@@ -348,8 +363,11 @@ class Audit {
             pos = end + 1;
             if (f.size() < 6 || f[1] == "->") continue;
             if (std::atoi(f[4].c_str()) != pid_ || seen_ids.count(f[5] + " " + f[1])) continue;
-            found.push_back(fmt::format("{} on inode {} through no descriptor (a mapping whose fd was closed): "
-                                        "not supported yet", lock_kind(f[1]), f[5]));
+            // An flock or OFD lock belongs to a description, which a mapping may hold after its
+            // fd was closed: saved with that mapping (files/file_locks.h). A POSIX lock cannot.
+            if ((f[1] == "FLOCK" || f[1] == "OFDLCK") && maps_inode(f[5])) continue;
+            found.push_back(fmt::format("{} on inode {} through no descriptor or mapping: not supported yet",
+                                        lock_kind(f[1]), f[5]));
         }
         if (!found.empty()) problems_.push_back(fmt::format("holds file locks ckpt cannot save ({})", join(found, ", ")));
     }
@@ -577,7 +595,11 @@ const FdKindInfo* classify_fd(std::string_view link, const struct stat& st, int6
             if (is_stateless_mem_device(st.st_rdev)) return by_name("memory device");
             return by_name("character device");
         case S_IFBLK: return by_name("block device");
-        case S_IFSOCK: return by_name(sock_proto.starts_with("UNIX") ? "unix socket" : "socket");
+        case S_IFSOCK:
+            if (sock_proto.starts_with("UNIX")) return by_name("unix socket");
+            if (sock_proto == "TCP" || sock_proto == "TCPv6" || sock_proto == "UDP" || sock_proto == "UDPv6")
+                return by_name("TCP or UDP socket");
+            return by_name("socket");
         case S_IFIFO: return by_name(link.starts_with("pipe:[") ? "pipe" : "FIFO");
         case S_IFLNK: return by_name("O_PATH descriptor of a symbolic link");
         default: return nullptr;

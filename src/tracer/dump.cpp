@@ -34,6 +34,7 @@
 #include "files/event_fds.h"
 #include "files/file_locks.h"
 #include "files/memfd.h"
+#include "files/inet_socket.h"
 #include "files/unix_socket.h"
 #include "ipc/sysv_shm.h"
 #include "files/pipe.h"
@@ -320,14 +321,16 @@ void dump(const DumpOptions& opts) {
     assign_file_ids(fds);
     image::Image objects;  // the kernel objects the descriptors lead to, once each
     files::dump_event_fds(fds, objects, fdinfo_texts);
-    objects.file_locks = files::dump_file_locks(fds);
+    objects.file_locks = files::dump_file_locks(fds, vmas_by_pid);
     objects.memfds = files::dump_memfds(fds, vmas_by_pid, out);
     objects.sysv_shms = ipc::dump_sysv_shm(vmas_by_pid, out);
     {
         std::map<int32_t, std::string> cwd_of;
         for (const auto& d : procs) cwd_of[d.proc.pid] = d.proc.cwd;
         auto pids = tree.pids();
-        objects.unix_sockets = files::dump_unix_sockets(fds, cwd_of, std::set<pid_t>(pids.begin(), pids.end()));
+        std::set<pid_t> tree_pids(pids.begin(), pids.end());
+        objects.unix_sockets = files::dump_unix_sockets(fds, cwd_of, tree_pids);
+        objects.inet_sockets = files::dump_inet_sockets(fds, tree_pids);
     }
     {
         auto pids = tree.pids();

@@ -5,12 +5,14 @@
  *          file opened a second time (fd A2), so the locks show on two descriptors;
  *   b.dat: OFD read lock on bytes 10..20 (fd B);
  *   c.dat: flock LOCK_EX (fd C), and fd C2 a dup of C (same description);
- *   d.dat: flock LOCK_SH (fd D).
+ *   d.dat: flock LOCK_SH (fd D);
+ *   e.dat: flock LOCK_EX, then mapped and its fd closed (the mapping holds the lock, as the
+ *          JVM's hsperfdata file does).
  * After SIGTERM a fresh child (another process, other descriptions) must find: a.dat 0..99
  * write-locked by this process's pid, 200..300 read-locked (a write lock conflicts, a read
  * lock does not), 100..199 free; b.dat 10..20 OFD read-locked (a write conflicts), 30..40
  * free; c.dat exclusively flocked (LOCK_SH fails); d.dat shared-flocked (LOCK_SH works,
- * LOCK_EX fails). Then this process unlocks c.dat through C2 and the child can flock it.
+ * LOCK_EX fails); e.dat exclusively flocked. Then this process unlocks c.dat through C2 and the child can flock it.
  */
 #define _GNU_SOURCE
 #include "zt.h"
@@ -19,6 +21,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -87,6 +90,8 @@ static void checker(pid_t owner, int phase)
 		_exit(17);
 	if (try_flock("d.dat", LOCK_EX) != EWOULDBLOCK)
 		_exit(18);
+	if (try_flock("e.dat", LOCK_SH) != EWOULDBLOCK)
+		_exit(19);
 	_exit(0);
 }
 
@@ -117,6 +122,7 @@ int main(void)
 		[16] = "c.dat is not flocked exclusively",
 		[17] = "d.dat's shared flock conflicts with another shared one",
 		[18] = "d.dat has no shared flock",
+		[19] = "e.dat, flocked through its mapping only, is not locked",
 		[20] = "c.dat is still flocked after unlocking it through the dup",
 	};
 
@@ -125,6 +131,16 @@ int main(void)
 	lock(b, F_OFD_SETLK, F_RDLCK, 10, 11, "b.dat 10..20");
 	if (flock(c, LOCK_EX) != 0 || flock(d, LOCK_SH) != 0)
 		zt_fail("flock: %s", strerror(errno));
+	{
+		int e = open_file("e.dat");
+		void *m;
+		if (flock(e, LOCK_EX) != 0)
+			zt_fail("flock e.dat: %s", strerror(errno));
+		m = mmap(NULL, 4096, PROT_READ, MAP_SHARED, e, 0);
+		if (m == MAP_FAILED)
+			zt_fail("mmap e.dat: %s", strerror(errno));
+		close(e);
+	}
 	c2 = dup(c);
 	if (c2 < 0)
 		zt_fail("dup: %s", strerror(errno));
