@@ -5,7 +5,7 @@ set -eu
 # program whose runtime is missing).
 PKGS="build-essential cmake pkg-config python3 libcli11-dev libfmt-dev libgtest-dev \
       libunwind-dev libxxhash-dev \
-      ruby golang-go"
+      ruby golang-go redis-server"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
