@@ -450,7 +450,7 @@ CASES = {
     "ofd-lock-accepted": hold_accepted("ofd-lock"),
     "lease": hold_refused("lease", "lease on fd", "not supported yet"),
     "tcp-established": hold_refused("tcp-established", "TCP connection", "established connections are not supported yet"),
-    "seccomp": hold_refused("seccomp", "seccomp", "filter mode"),
+    "seccomp-accepted": hold_accepted("seccomp"),
     "capabilities": hold_refused("capbset", "CapBnd", "capabilities are not supported"),
     "exe-deleted": case_exe_deleted,
     "cwd-deleted": hold_refused("cwd-deleted", "has a working directory that was deleted"),

@@ -107,6 +107,7 @@ TESTS = {
     "threads_backtrace": {},
     "threads_bigbuf": {"ready_timeout": 60},
     "threads_churn": {"skip_state": ("threads",)},  # threads come and go by design
+    "threads_seccomp": {},
     # process trees (tests/programs/tree_*.c): the whole tree is compared (ztlib.tree_state)
     "tree_fork": {},
     "tree_zombie": {},

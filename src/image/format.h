@@ -284,6 +284,16 @@ struct BacktraceFrame {
     }
 };
 
+// One seccomp filter of a thread: the classic BPF program as installed, and its flags.
+struct SeccompFilter {
+    uint64_t flags = 0;  // SECCOMP_FILTER_FLAG_LOG, _SPEC_ALLOW (PTRACE_SECCOMP_GET_METADATA)
+    std::string insns;   // struct sock_filter[], 8 bytes each
+    template <typename V> void visit(V& v) {
+        v("flags", flags);
+        v("insns", insns);
+    }
+};
+
 struct Thread {
     static constexpr RecordType kType = RecordType::Thread;
     int32_t pid = 0;  // owning process
@@ -307,6 +317,10 @@ struct Thread {
     std::vector<BacktraceFrame> backtrace;
     uint32_t no_new_privs = 0;  // per thread for the kernel (NoNewPrivs in task status)
     int32_t pdeath_signal = 0;  // PR_SET_PDEATHSIG, per thread
+    uint32_t seccomp_mode = 0;  // 0 none, 1 strict, 2 filters
+    // Oldest first, as they are installed again (the last thing before the thread runs);
+    // filters threads inherited from one another are installed per thread (TSYNC sharing is lost).
+    std::vector<SeccompFilter> seccomp_filters;
 
     template <typename V> void visit(V& v) {
         v("pid", pid);
@@ -336,6 +350,8 @@ struct Thread {
         v("backtrace", backtrace);
         v("no_new_privs", no_new_privs);
         v("pdeath_signal", pdeath_signal);
+        v("seccomp_mode", seccomp_mode);
+        v("seccomp_filters", seccomp_filters);
     }
 };
 

@@ -79,6 +79,7 @@ const char* step_name(int32_t s) {
         case kStepSigreturn: return "rt_sigreturn";
         case kStepNoNewPrivs: return "setting no_new_privs";
         case kStepRlimit: return "restoring a resource limit (raising a hard limit needs CAP_SYS_RESOURCE)";
+        case kStepSeccomp: return "installing the thread's seccomp filters again (without no_new_privs this needs CAP_SYS_ADMIN)";
         case kStepPosixLock: return "taking a POSIX record lock again (another process may hold a conflicting one now)";
         case kStepPosixTimer: return "creating a POSIX timer with its id (PR_TIMER_CREATE_RESTORE_IDS needs Linux 6.17)";
         default: return "starting";

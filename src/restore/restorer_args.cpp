@@ -227,7 +227,13 @@ Region build_region(const RegionInputs& in) {
         for (const auto& fl : img.file_locks)
             if (fl.pid == pid && fl.kind == image::FileLockKind::Posix && fl.vma_start == 0) posix_locks.push_back(&fl);
         uint64_t locks_at = l.take(sizeof(PosixLockArg) * posix_locks.size(), 8);
-        std::vector<uint64_t> pending_at, frame_at, fp_at, stack_at;
+        std::vector<uint64_t> pending_at, frame_at, fp_at, stack_at, seccomp_at;
+        std::vector<std::vector<uint64_t>> insns_at(threads.size());
+        for (size_t i = 0; i < threads.size(); ++i) {
+            const image::Thread* t = threads[i];
+            seccomp_at.push_back(l.take(sizeof(SeccompFilterArg) * t->seccomp_filters.size(), 8));
+            for (const auto& f : t->seccomp_filters) insns_at[i].push_back(l.take(f.insns.size(), 8));
+        }
         for (const auto* t : threads) {
             pending_at.push_back(l.take(sizeof(Siginfo) * t->pending.size()));
             frame_at.push_back(l.take(sizeof(RtSigframe), 64));
@@ -407,6 +413,20 @@ Region build_region(const RegionInputs& in) {
             std::strncpy(o.name, t.name.c_str(), sizeof o.name - 1);
             o.no_new_privs = t.no_new_privs;
             o.pdeath_signal = t.pdeath_signal;
+            o.seccomp_mode = t.seccomp_mode;
+            auto* sf = at<SeccompFilterArg>(seccomp_at[i]);
+            for (size_t k = 0; k < t.seccomp_filters.size(); ++k) {
+                const auto& f = t.seccomp_filters[k];
+                if (f.insns.empty() || f.insns.size() % 8 != 0 || f.insns.size() / 8 > 4096)
+                    fail("image is corrupt: seccomp filter {} of thread {} has {} bytes", k, t.tid, f.insns.size());
+                std::memcpy(at<void>(insns_at[i][k]), f.insns.data(), f.insns.size());
+                sf[k] = {};
+                sf[k].flags = f.flags;
+                sf[k].prog.len = static_cast<uint16_t>(f.insns.size() / 8);
+                sf[k].prog.filter = insns_at[i][k];
+            }
+            o.seccomp_filters = seccomp_at[i];
+            o.nr_seccomp_filters = static_cast<uint32_t>(t.seccomp_filters.size());
         }
         a->threads = threads_at;
         a->nr_threads = static_cast<uint32_t>(threads.size());

@@ -238,9 +238,18 @@ void queue_pending(RestorerArgs* a, ThreadArg& t) {
     // After the credentials, whose change clears it.
     if (t.pdeath_signal)
         check(a, sys(__NR_prctl, kPrSetPdeathsig, t.pdeath_signal, 0, 0, 0), kStepThreadState, 5);
-    // rseq last: from here on the kernel may write into the restored rseq area.
+    // rseq last but seccomp: from here on the kernel may write into the restored rseq area.
     if (t.rseq_addr)
         check(a, sys(__NR_rseq, t.rseq_addr, t.rseq_len, 0, t.rseq_sig), kStepRseq, t.rseq_addr);
+    // Seccomp really last: the filters may forbid anything the stub does, except the
+    // rt_sigreturn below (which strict mode allows too).
+    constexpr long kPrSetSeccomp = 22, kSeccompModeStrict = 1, kSeccompSetModeFilter = 1;
+    if (t.seccomp_mode == 1)
+        check(a, sys(__NR_prctl, kPrSetSeccomp, kSeccompModeStrict, 0, 0, 0), kStepSeccomp, static_cast<uint64_t>(t.tid));
+    auto* filters = reinterpret_cast<SeccompFilterArg*>(t.seccomp_filters);
+    for (uint32_t i = 0; i < t.nr_seccomp_filters; ++i)
+        check(a, sys(__NR_seccomp, kSeccompSetModeFilter, filters[i].flags, &filters[i].prog), kStepSeccomp,
+              static_cast<uint64_t>(t.tid));
     uint64_t uc = t.frame + 8;  // rt_sigreturn finds the frame at rsp - 8
     asm volatile(
         "mov %0, %%rsp\n"

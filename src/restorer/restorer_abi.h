@@ -10,7 +10,7 @@
 
 namespace ckpt::restorer {
 
-inline constexpr uint32_t kAbiVersion = 3;
+inline constexpr uint32_t kAbiVersion = 4;
 
 struct VmaArg {
     uint64_t start, end;
@@ -86,6 +86,15 @@ using abi::kUcStrictRestoreSs;
 
 inline constexpr uint64_t kThreadStack = 16 * 1024;  // every thread's stack in the region
 
+struct SeccompFilterArg {
+    uint64_t flags;
+    struct {  // struct sock_fprog
+        uint16_t len;
+        uint16_t pad[3];
+        uint64_t filter;  // struct sock_filter[len]
+    } prog;
+};
+
 struct ThreadArg {
     int32_t tid;
     uint32_t nr_pending;
@@ -100,6 +109,9 @@ struct ThreadArg {
     char name[16];
     uint32_t no_new_privs;
     int32_t pdeath_signal;
+    uint32_t seccomp_mode;  // 1 strict, 2 filters: set last, after everything else the thread does
+    uint32_t nr_seccomp_filters;
+    uint64_t seccomp_filters;  // SeccompFilterArg[], oldest first
 };
 
 struct MmMap {  // struct prctl_mm_map
@@ -135,6 +147,7 @@ enum Step : int32_t {
     kStepRlimit,
     kStepPosixTimer,
     kStepPosixLock,
+    kStepSeccomp,
 };
 
 struct RestorerArgs {

@@ -249,7 +249,6 @@ class Audit {
         if (!problems_.empty()) return fmt::format("process {} {}", pid_, join(problems_, "; and "));
         timers();
         locks();
-        seccomp();
         capabilities();
         namespaces();
         cgroup_membership();
@@ -372,27 +371,9 @@ class Audit {
         if (!found.empty()) problems_.push_back(fmt::format("holds file locks ckpt cannot save ({})", join(found, ", ")));
     }
 
-    // Seccomp is per thread. Dropping a filter would lift a security policy, so this is
-    // refused even though PTRACE_O_SUSPEND_SECCOMP lets the dump itself work.
-    void seccomp() {
-        std::vector<std::string> found;
-        for (pid_t tid : tids_) {
-            auto st = read_optional(fmt::format("/proc/{}/task/{}/status", pid_, tid));
-            std::string_view mode = status_value(st, "Seccomp");
-            if (mode.empty() || mode == "0") continue;
-            std::string what = mode == "1" ? "strict mode" : "filter mode";
-            std::string_view n = status_value(st, "Seccomp_filters");
-            if (mode == "2" && !n.empty()) what += fmt::format(", {} filters", n);
-            found.push_back(fmt::format("thread {}: {}", tid, what));
-        }
-        if (!found.empty())
-            problems_.push_back(fmt::format("is confined by seccomp ({}): seccomp filters are not supported yet",
-                                            join(found, "; ")));
-    }
-
     // Restore runs as ckpt does and only sets uids and gids, so the capability sets come out
     // as the kernel derives them from ckpt's own on setresuid()/setfsuid(). A target that
-    // dropped capabilities would get them back: refused, as for seccomp.
+    // dropped capabilities would get them back: refused.
     void capabilities() {
         static constexpr std::string_view kSets[] = {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"};
         std::string self = read_file("/proc/self/status");

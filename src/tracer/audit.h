@@ -60,7 +60,7 @@ const VmFlagInfo* classify_vm_flag(std::string_view code);  // nullptr: unknown 
 
 // Refuses (ckpt::Error, one line naming each process and every kind found) a frozen tree
 // one of whose processes holds state ckpt cannot save and restore exactly: POSIX timers, file locks,
-// seccomp filters, namespaces other than ckpt's own, tracees, descriptors of refused or
+// namespaces other than ckpt's own, tracees, descriptors of refused or
 // unknown kinds, VMAs with refused or unknown flags.
 // Also refused: sessions and process groups restore cannot rebuild, and processes sharing
 // more than fork() shares (clone flags without CLONE_THREAD).

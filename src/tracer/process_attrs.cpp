@@ -1,6 +1,9 @@
 #include "tracer/process_attrs.h"
 
+#include <sys/ptrace.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <cerrno>
 
@@ -36,6 +39,34 @@ bool no_new_privs(pid_t pid, pid_t tid) {
     return std::stoi(text.substr(at + 12)) != 0;
 }
 
+// The seccomp state of a ptrace-stopped thread: its mode and, oldest first, its filters.
+void collect_seccomp(pid_t pid, image::Thread& t) {
+    std::string path = fmt::format("/proc/{}/task/{}/status", pid, t.tid);
+    std::string text = read_file(path);
+    size_t at = text.find("\nSeccomp:");
+    if (at == std::string::npos) return;  // a kernel without seccomp
+    t.seccomp_mode = static_cast<uint32_t>(std::stoi(text.substr(at + 9)));
+    if (t.seccomp_mode != 2) return;
+    constexpr int kGetFilter = 0x420c, kGetMetadata = 0x420d;  // PTRACE_SECCOMP_GET_*
+    for (unsigned long index = 0;; ++index) {
+        long n = ::ptrace(static_cast<__ptrace_request>(kGetFilter), t.tid, index, nullptr);
+        if (n < 0 && errno == ENOENT) break;
+        if (n < 0) fail_errno("thread {}: cannot read its seccomp filter {}", t.tid, index);
+        image::SeccompFilter f;
+        f.insns.resize(static_cast<size_t>(n) * 8);
+        if (::ptrace(static_cast<__ptrace_request>(kGetFilter), t.tid, index, f.insns.data()) != n)
+            fail_errno("thread {}: cannot read its seccomp filter {}", t.tid, index);
+        struct {
+            uint64_t filter_off, flags;
+        } md{index, 0};
+        if (::ptrace(static_cast<__ptrace_request>(kGetMetadata), t.tid, sizeof md, &md) < 0)
+            fail_errno("thread {}: cannot read the flags of its seccomp filter {}", t.tid, index);
+        f.flags = md.flags;
+        t.seccomp_filters.push_back(std::move(f));  // newest first here
+    }
+    std::reverse(t.seccomp_filters.begin(), t.seccomp_filters.end());
+}
+
 }  // namespace
 
 void collect_attrs(pid_t pid, image::Process& p, std::vector<image::Thread>& threads) {
@@ -43,7 +74,10 @@ void collect_attrs(pid_t pid, image::Process& p, std::vector<image::Thread>& thr
     std::string loginuid = fmt::format("/proc/{}/loginuid", pid);
     if (::access(loginuid.c_str(), F_OK) == 0)  // absent without CONFIG_AUDITSYSCALL
         p.loginuid = static_cast<uint32_t>(read_number(loginuid));
-    for (auto& t : threads) t.no_new_privs = no_new_privs(pid, t.tid);
+    for (auto& t : threads) {
+        t.no_new_privs = no_new_privs(pid, t.tid);
+        collect_seccomp(pid, t);
+    }
     p.cgroups = cgroups::of_process(pid);  // the audit made sure every thread shares them
 }
 
