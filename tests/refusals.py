@@ -267,6 +267,35 @@ def case_epoll_foreign_target(ctx):
     ctx.finish(prog)
 
 
+def case_tcp_outside(ctx):
+    # A TCP connection whose other end is the harness, outside the dumped tree: refused
+    # (it needs TCP_REPAIR). The harness echoes a byte for the program's own check.
+    import socket
+    import threading
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    conns = []
+
+    def serve():
+        c, _ = listener.accept()
+        conns.append(c)
+        b = c.recv(1)
+        if b:
+            c.sendall(b)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        prog = ctx.start("hold", ["tcp-outside", str(listener.getsockname()[1])])
+        ctx.refused(prog, ["TCP connection", "outside the dumped tree", "not supported yet"])
+        ctx.finish(prog)
+    finally:
+        for c in conns:
+            c.close()
+        listener.close()
+
+
 def case_ptrace_tracer(ctx):
     # The tracee is the harness's zt_counter, not a child of the target: only the ptrace
     # relation is there to refuse.
@@ -449,7 +478,7 @@ CASES = {
     "flock-accepted": hold_accepted("flock"),
     "ofd-lock-accepted": hold_accepted("ofd-lock"),
     "lease": hold_refused("lease", "lease on fd", "not supported yet"),
-    "tcp-established": hold_refused("tcp-established", "TCP connection", "established connections are not supported yet"),
+    "tcp-outside": case_tcp_outside,
     "seccomp-accepted": hold_accepted("seccomp"),
     "capabilities": hold_refused("capbset", "CapBnd", "capabilities are not supported"),
     "exe-deleted": case_exe_deleted,

@@ -125,6 +125,7 @@ TESTS = {
     "tree_events": {},
     "tree_memfd": {},
     "tree_unix_sockets": {},
+    "tree_tcp": {},
 }
 
 DEFAULTS = {"prog": None, "args": [], "pty": False, "input": None, "wait_file": None, "ready_timeout": 10,

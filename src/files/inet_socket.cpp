@@ -9,6 +9,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -85,6 +87,19 @@ bool is_bound(const std::string& sa) {
     return a.sin_port != 0 || a.sin_addr.s_addr != INADDR_ANY;
 }
 
+// An address other than the wildcard (whatever the port).
+bool is_bound_address(const std::string& sa) {
+    if (sa.size() >= sizeof(sockaddr_in6) && reinterpret_cast<const sockaddr*>(sa.data())->sa_family == AF_INET6) {
+        sockaddr_in6 a;
+        std::memcpy(&a, sa.data(), sizeof a);
+        return !IN6_IS_ADDR_UNSPECIFIED(&a.sin6_addr);
+    }
+    if (sa.size() < sizeof(sockaddr_in)) return false;
+    sockaddr_in a;
+    std::memcpy(&a, sa.data(), sizeof a);
+    return a.sin_addr.s_addr != INADDR_ANY;
+}
+
 std::string describe(const image::InetSocket& r) {
     return fmt::format("{}{} socket {}", r.protocol == IPPROTO_TCP ? "TCP" : "UDP", r.family == AF_INET6 ? "v6" : "",
                        image::fields::sockaddr_text(r.local));
@@ -96,6 +111,45 @@ std::string sockname(int fd, bool peer) {
     int r = peer ? ::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) : ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
     if (r != 0) return {};
     return std::string(reinterpret_cast<const char*>(&ss), len);
+}
+
+// On loopback what was sent is acknowledged at once, even while the tree is frozen; what is
+// left unacknowledged (SIOCOUTQ) would be lost, so wait a moment for it, then refuse.
+void wait_acknowledged(int fd, const std::string& who) {
+    int outq = 0;
+    for (int i = 0; i < 100; ++i) {
+        if (::ioctl(fd, SIOCOUTQ, &outq) != 0) fail_errno("{}: cannot read its send queue", who);
+        if (outq == 0) return;
+        ::usleep(2000);
+    }
+    fail("{} has {} bytes sent and not acknowledged: not supported yet", who, outq);
+}
+
+// The bytes received and not read, without taking them (MSG_PEEK from offset 0; the
+// socket's own SO_PEEK_OFF is put back).
+std::vector<std::string> peek_stream(int fd, const std::string& who) {
+    constexpr int kSoPeekOff = 42;
+    int saved = -1;
+    socklen_t len = sizeof saved;
+    if (::getsockopt(fd, SOL_SOCKET, kSoPeekOff, &saved, &len) != 0) fail_errno("{}: cannot read SO_PEEK_OFF", who);
+    int zero = 0;
+    if (::setsockopt(fd, SOL_SOCKET, kSoPeekOff, &zero, sizeof zero) != 0) fail_errno("{}: cannot set SO_PEEK_OFF", who);
+    struct PutBack {
+        int fd, v;
+        ~PutBack() { ::setsockopt(fd, SOL_SOCKET, kSoPeekOff, &v, sizeof v); }
+    } put_back{fd, saved};
+    std::string bytes;
+    std::vector<char> buf(1 << 20);
+    for (;;) {
+        ssize_t n = ::recv(fd, buf.data(), buf.size(), MSG_PEEK | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        if (n < 0) fail_errno("{}: cannot read what is queued to it", who);
+        if (n == 0) break;
+        bytes.append(buf.data(), static_cast<size_t>(n));
+    }
+    if (bytes.empty()) return {};
+    return {std::move(bytes)};
 }
 
 }  // namespace
@@ -115,6 +169,7 @@ std::vector<image::InetSocket> dump_inet_sockets(const std::vector<image::Fd>& f
             fail("{} is also held by process {} fd {} outside the dumped tree: not supported yet", link, pid, fd);
     });
     std::vector<image::InetSocket> out;
+    std::vector<std::string> whos;  // "process P fd N (...)" of each record, for messages
     for (const image::Fd* f : descriptions) {
         const std::string who = fmt::format("process {} fd {} ({})", f->pid, f->fd, f->path);
         UniqueFd s = copy_of_target_fd(f->pid, f->fd);
@@ -138,8 +193,13 @@ std::vector<image::InetSocket> dump_inet_sockets(const std::vector<image::Fd>& f
                     fail("{} has {} connection{} not accepted yet: not supported yet", who, ti.tcpi_unacked,
                          ti.tcpi_unacked == 1 ? "" : "s");
                 r.backlog = ti.tcpi_sacked;
+            } else if (r.state == kConnected) {
+                // Only between two sockets of the tree (checked below): made again by connecting.
+                r.peer = sockname(s.get(), true);
+                wait_acknowledged(s.get(), who);
+                r.queue = peek_stream(s.get(), who);
             } else if (r.state != kTcpClose) {
-                fail("{}: a TCP connection ({} to {}, state {}): established connections are not supported yet", who,
+                fail("{}: a TCP connection ({} to {}) in state {} (closing): not supported yet", who,
                      image::fields::sockaddr_text(r.local), image::fields::sockaddr_text(sockname(s.get(), true)), r.state);
             }
         } else {
@@ -160,34 +220,132 @@ std::vector<image::InetSocket> dump_inet_sockets(const std::vector<image::Fd>& f
             r.options.push_back({o.level, o.name, mine});
         }
         out.push_back(std::move(r));
+        whos.push_back(who);
+    }
+    for (size_t i = 0; i < out.size(); ++i) {
+        const auto& r = out[i];
+        if (r.protocol != IPPROTO_TCP || r.state != kConnected) continue;
+        bool inside = std::any_of(out.begin(), out.end(), [&](const image::InetSocket& o) {
+            return o.protocol == IPPROTO_TCP && o.state == kConnected && o.local == r.peer && o.peer == r.local;
+        });
+        if (!inside)
+            fail("{}: a TCP connection from {} to {} outside the dumped tree: established connections to the "
+                 "outside are not supported yet (they need TCP_REPAIR)",
+                 whos[i], image::fields::sockaddr_text(r.local), image::fields::sockaddr_text(r.peer));
     }
     return out;
 }
 
+namespace {
+
+void set_options(int fd, const image::InetSocket& r) {
+    const std::string who = describe(r);
+    for (const auto& o : r.options) {
+        int level = o.level, name = o.name;
+        std::string value = o.value;
+        if (level == SOL_SOCKET && (name == SO_RCVBUF || name == SO_SNDBUF) && value.size() == sizeof(int)) {
+            int v;
+            std::memcpy(&v, value.data(), sizeof v);
+            v /= 2;
+            value.assign(reinterpret_cast<const char*>(&v), sizeof v);
+            name = name == SO_RCVBUF ? SO_RCVBUFFORCE : SO_SNDBUFFORCE;
+        }
+        if (level == IPPROTO_TCP && name == TCP_CONGESTION) value = value.c_str();  // up to its NUL
+        if (::setsockopt(fd, level, name, value.data(), static_cast<socklen_t>(value.size())) != 0) {
+            const char* text = "?";
+            for (const auto& k : kOptions)
+                if (k.level == o.level && k.name == o.name) text = k.text;
+            fail_errno("{}: cannot set {} again", who, text);
+        }
+    }
+}
+
+bool has_option(const image::InetSocket& r, int level, int name) {
+    return std::any_of(r.options.begin(), r.options.end(), [&](const image::SockOpt& o) { return o.level == level && o.name == name; });
+}
+
+uint16_t port_of(const std::string& sa) {
+    uint16_t port = 0;  // sin_port and sin6_port sit at the same offset
+    if (sa.size() >= offsetof(sockaddr_in, sin_port) + sizeof port) std::memcpy(&port, sa.data() + offsetof(sockaddr_in, sin_port), sizeof port);
+    return port;
+}
+
+// A listener of the image that a connection to `addr` was accepted from (same family and
+// port; its address the same or the wildcard).
+const image::InetSocket* listener_for(const image::Image& img, const std::string& addr) {
+    for (const auto& l : img.inet_sockets) {
+        if (l.protocol != IPPROTO_TCP || l.state != kTcpListen || l.local.size() != addr.size()) continue;
+        if (l.local == addr || (port_of(l.local) == port_of(addr) && !is_bound_address(l.local))) return &l;
+    }
+    return nullptr;
+}
+
+// A TCP connection between two sockets of the image, made again on loopback: the client
+// end bound to its port connects to the server end's address (through the image's
+// listener if there is one, else a listener made for the moment), and the queued bytes are
+// sent again each way.
+void connect_pair(const image::Image& img, const image::InetSocket& a, const image::InetSocket& b,
+                  std::map<uint32_t, UniqueFd>& out) {
+    const image::InetSocket* listener = listener_for(img, b.local);
+    const image::InetSocket* client = &a;
+    const image::InetSocket* server = &b;
+    if (!listener && (listener = listener_for(img, a.local))) std::swap(client, server);
+    UniqueFd temp;
+    int lfd = -1;
+    if (listener) {
+        auto it = out.find(listener->file_id);
+        if (it == out.end()) fail("{}: its listener is not made yet", describe(*server));
+        lfd = it->second.get();
+    } else {
+        temp.reset(::socket(server->family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
+        int one = 1;
+        if (!temp || ::setsockopt(temp.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+            ::bind(temp.get(), reinterpret_cast<const sockaddr*>(server->local.data()), static_cast<socklen_t>(server->local.size())) != 0 ||
+            ::listen(temp.get(), 1) != 0)
+            fail_errno("{}: cannot listen on {} to connect it again", describe(*server), image::fields::sockaddr_text(server->local));
+        lfd = temp.get();
+    }
+    UniqueFd c(::socket(client->family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
+    if (!c) fail_errno("cannot make {}", describe(*client));
+    int one = 1;  // its port may still be in TIME_WAIT from the dumped connection
+    if (::setsockopt(c.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        ::bind(c.get(), reinterpret_cast<const sockaddr*>(client->local.data()), static_cast<socklen_t>(client->local.size())) != 0)
+        fail_errno("{}: cannot bind to {} again", describe(*client), image::fields::sockaddr_text(client->local));
+    if (::connect(c.get(), reinterpret_cast<const sockaddr*>(server->local.data()), static_cast<socklen_t>(server->local.size())) != 0)
+        fail_errno("{}: cannot connect to {} again", describe(*client), image::fields::sockaddr_text(server->local));
+    UniqueFd s(::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC));
+    if (!s) fail_errno("{}: cannot accept its connection again", describe(*server));
+    if (sockname(s.get(), true) != client->local)
+        fail("{}: the listener gave another connection than the one made again", describe(*server));
+    if (!has_option(*client, SOL_SOCKET, SO_REUSEADDR)) {
+        int zero = 0;
+        ::setsockopt(c.get(), SOL_SOCKET, SO_REUSEADDR, &zero, sizeof zero);
+    }
+    set_options(c.get(), *client);
+    set_options(s.get(), *server);
+    for (auto [from, to] : {std::pair{s.get(), client}, std::pair{c.get(), server}})
+        for (const auto& bytes : to->queue)
+            for (size_t done = 0; done < bytes.size();) {
+                ssize_t n = ::send(from, bytes.data() + done, bytes.size() - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (n < 0 && errno == EINTR) continue;
+                if (n < 0) fail_errno("{}: cannot queue its {} bytes again", describe(*to), bytes.size());
+                done += static_cast<size_t>(n);
+            }
+    out[client->file_id] = std::move(c);
+    out[server->file_id] = std::move(s);
+}
+
+}  // namespace
+
 std::map<uint32_t, UniqueFd> make_inet_sockets(const image::Image& img) {
     std::map<uint32_t, UniqueFd> out;
+    // Listeners and the other unconnected ones first: connections are made through them.
     for (const auto& r : img.inet_sockets) {
+        if (r.protocol == IPPROTO_TCP && r.state == kConnected) continue;
         const std::string who = describe(r);
         UniqueFd s(::socket(r.family, r.type | SOCK_CLOEXEC, r.protocol));
         if (!s) fail_errno("cannot make {}", who);
-        for (const auto& o : r.options) {
-            int level = o.level, name = o.name;
-            std::string value = o.value;
-            if (level == SOL_SOCKET && (name == SO_RCVBUF || name == SO_SNDBUF) && value.size() == sizeof(int)) {
-                int v;
-                std::memcpy(&v, value.data(), sizeof v);
-                v /= 2;
-                value.assign(reinterpret_cast<const char*>(&v), sizeof v);
-                name = name == SO_RCVBUF ? SO_RCVBUFFORCE : SO_SNDBUFFORCE;
-            }
-            if (level == IPPROTO_TCP && name == TCP_CONGESTION) value = value.c_str();  // up to its NUL
-            if (::setsockopt(s.get(), level, name, value.data(), static_cast<socklen_t>(value.size())) != 0) {
-                const char* text = "?";
-                for (const auto& k : kOptions)
-                    if (k.level == o.level && k.name == o.name) text = k.text;
-                fail_errno("{}: cannot set {} again", who, text);
-            }
-        }
+        set_options(s.get(), r);
         if (is_bound(r.local) &&
             ::bind(s.get(), reinterpret_cast<const sockaddr*>(r.local.data()), static_cast<socklen_t>(r.local.size())) != 0)
             fail_errno("{}: cannot bind to {} again{}", who, image::fields::sockaddr_text(r.local),
@@ -199,6 +357,15 @@ std::map<uint32_t, UniqueFd> make_inet_sockets(const image::Image& img) {
             fail_errno("{}: cannot connect to {} again", who, image::fields::sockaddr_text(r.peer));
         out[r.file_id] = std::move(s);
     }
+    for (const auto& r : img.inet_sockets) {
+        if (r.protocol != IPPROTO_TCP || r.state != kConnected || out.count(r.file_id)) continue;
+        auto peer = std::find_if(img.inet_sockets.begin(), img.inet_sockets.end(), [&](const image::InetSocket& o) {
+            return o.protocol == IPPROTO_TCP && o.state == kConnected && o.local == r.peer && o.peer == r.local;
+        });
+        if (peer == img.inet_sockets.end()) fail("{}: the other end of its connection is not in the image", describe(r));
+        connect_pair(img, r, *peer, out);
+    }
+    // Connections accepted from a listener are gone from its queue again.
     for (const auto& f : img.fds) {
         auto it = out.find(f.file_id);
         if (f.kind != image::FdKind::InetSocket || f.dup_of >= 0 || it == out.end()) continue;

@@ -783,8 +783,8 @@ struct UnixSocket {
     }
 };
 
-// A TCP or UDP socket that is not connected (TCP: listening, or never connected; UDP: bound
-// or connected, nothing queued): src/files/inet_socket.h.
+// A TCP or UDP socket: TCP listening, never connected, or connected to another socket of
+// the tree (both ends inside); UDP bound or connected, nothing queued. src/files/inet_socket.h.
 struct SockOpt {
     int32_t level = 0, name = 0;
     std::string value;  // as getsockopt gave it
@@ -799,9 +799,10 @@ struct InetSocket {
     static constexpr RecordType kType = RecordType::InetSocket;
     uint32_t file_id = 0;
     int32_t family = 0, type = 0, protocol = 0;  // AF_INET/AF_INET6, SOCK_STREAM/SOCK_DGRAM, IPPROTO_*
-    uint32_t state = 0;      // TCP: TCP_LISTEN 10 or TCP_CLOSE 7; UDP: 1 connected, 7 not
+    uint32_t state = 0;      // TCP: TCP_ESTABLISHED 1, TCP_LISTEN 10 or TCP_CLOSE 7; UDP: 1 connected, 7 not
     std::string local;       // struct sockaddr_in/_in6 from getsockname (empty: unbound)
-    std::string peer;        // connected UDP: getpeername
+    std::string peer;        // connected: getpeername
+    std::vector<std::string> queue;  // TCP connected: the bytes received and not read yet (one element)
     uint32_t backlog = 0;    // TCP listening
     std::vector<SockOpt> options;  // set again before bind
     template <typename V> void visit(V& v) {
@@ -814,6 +815,7 @@ struct InetSocket {
         v("peer", peer);
         v("backlog", backlog);
         v("options", options);
+        v("queue", queue);
     }
 };
 

@@ -17,7 +17,7 @@
  * shares its memory, writes READY, and execs /bin/true once SIGTERM is pending for the
  * parent), traced-child (a child traced with PTRACE_SEIZE by its sibling, another child),
  * ctty-child (a child leading its own session, stdin's terminal its controlling one),
- * tcp-established (a loopback TCP connection with both ends in the process),
+ * tcp-outside PORT (a TCP connection to 127.0.0.1:PORT, whose other end is outside the tree),
  * epoll-foreign (the process's epoll watches an eventfd that only its child still holds,
  * and the child does not hold the epoll: no process could register it again).
  * Exit 2 with "SKIP: reason" if the machine cannot create the state.
@@ -68,7 +68,7 @@ static int epoll_fd = -1;
 static timer_t timer;
 static int lock_fd = -1;
 static int lease_fd = -1;
-static int tcp_client = -1, tcp_server = -1;
+static int tcp_client = -1;
 static pid_t tracee = -1;
 static pid_t tracer_kid = -1; /* traced-child: the child that traces `child` */
 static volatile int ready_written; /* vfork: READY came from the child (shared memory) */
@@ -271,18 +271,14 @@ static void setup(const char *arg)
 		struct itimerspec its = { { 1000, 0 }, { 1000, 0 } };
 		if (timer_create(CLOCK_MONOTONIC, &sev, &timer) != 0 || timer_settime(timer, 0, &its, NULL) != 0)
 			zt_fail("timer_create/settime: %s", strerror(errno));
-	} else if (!strcmp(kind, "tcp-established")) {
+	} else if (!strcmp(kind, "tcp-outside")) {
 		struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-		socklen_t len = sizeof(a);
-		int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (!arg)
+			zt_fail("tcp-outside needs the port to connect to");
+		a.sin_port = htons((uint16_t)atoi(arg));
 		tcp_client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (l < 0 || tcp_client < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(l, 1) != 0 ||
-		    getsockname(l, (struct sockaddr *)&a, &len) != 0 || connect(tcp_client, (struct sockaddr *)&a, len) != 0)
-			zt_fail("loopback TCP: %s", strerror(errno));
-		tcp_server = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-		if (tcp_server < 0)
-			zt_fail("accept: %s", strerror(errno));
-		close(l);
+		if (tcp_client < 0 || connect(tcp_client, (struct sockaddr *)&a, sizeof(a)) != 0)
+			zt_fail("connect to port %s: %s", arg, strerror(errno));
 	} else if (!strcmp(kind, "lease")) {
 		int fd = open("zt-leasefile", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 		if (fd < 0)
@@ -452,7 +448,8 @@ static void check(void)
 		check_lock_held();
 	} else if (tcp_client >= 0) {
 		char b = 0;
-		if (write(tcp_client, "t", 1) != 1 || read(tcp_server, &b, 1) != 1 || b != 't')
+		/* the other end echoes what it gets */
+		if (write(tcp_client, "t", 1) != 1 || read(tcp_client, &b, 1) != 1 || b != 't')
 			zt_fail("the TCP connection no longer carries data");
 	} else if (lease_fd >= 0) {
 		if (fcntl(lease_fd, F_GETLEASE) != F_RDLCK)
