@@ -123,7 +123,7 @@ BASH_PIPELINE = ('i=0; while :; do echo $i; i=$((i+1)); sleep 0.01; done | '
                  '(while read x; do echo $x >> counter.txt; done)')
 # tail follows src.txt (inotify) into counter.txt while its child, a subshell, appends to
 # src.txt; tail was exec'd by the shell that started the subshell, so it is its parent.
-TAIL_F = ('(i=0; while :; do echo $i >> src.txt; i=$((i+1)); sleep 0.01; done) & '
+TAIL_F = (': > src.txt; (i=0; while :; do echo $i >> src.txt; i=$((i+1)); sleep 0.01; done) & '
           'exec tail -n +1 -f src.txt >> counter.txt')
 # An HTTP server (a listening TCP socket, served by a thread) while the main thread counts;
 # once a second the main thread fetches a page from it and stops counting if that fails.
