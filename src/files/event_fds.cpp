@@ -16,7 +16,8 @@ void dump_event_fds(const std::vector<image::Fd>& fds, image::Image& state, cons
     std::set<uint32_t> done;
     for (const auto& f : fds) {
         if (!is_event_fd(f.kind) || !done.insert(f.file_id).second) continue;
-        auto known = texts.find({f.pid, f.fd});
+        // A timerfd's time left is read again, next to the clock it is measured from.
+        auto known = f.kind == image::FdKind::TimerFd ? texts.end() : texts.find({f.pid, f.fd});
         std::string info = known != texts.end() ? known->second : read_file(fmt::format("/proc/{}/fdinfo/{}", f.pid, f.fd));
         try {
             switch (f.kind) {

@@ -55,7 +55,7 @@ std::vector<image::FileLock> dump_file_locks(const std::vector<image::Fd>& fds,
     if (locked.empty()) return out;
     // (kind, owner: pid for POSIX, file_id otherwise, dev:ino, start, end, write)
     std::set<std::tuple<int, long, std::string, uint64_t, uint64_t, int>> seen;
-    std::set<std::string> held_through_fd;  // inodes some descriptor of the tree showed a lock on
+    std::set<std::string> held_through_fd;  // "inode TYPE" some descriptor of the tree showed a lock of
     for (const auto& f : fds) {
         if (f.dup_of >= 0) continue;  // a dup shows the same locks as the fd it duplicates
         if (!locked.count(lock_inode_name(f.dev, f.ino))) continue;
@@ -86,23 +86,24 @@ std::vector<image::FileLock> dump_file_locks(const std::vector<image::Fd>& fds,
             }
             long owner = l.kind == image::FileLockKind::Posix ? f.pid : static_cast<long>(f.file_id);
             if (seen.insert({static_cast<int>(l.kind), owner, w[5], l.start, l.end, l.write}).second) out.push_back(l);
-            held_through_fd.insert(w[5]);
+            held_through_fd.insert(w[5] + " " + w[1]);
         }
     }
-    // /proc/locks: flock and OFD locks of a tree process on an inode no fd showed a lock on,
-    // held through a mapping of that inode (the audit refused any other).
+    // /proc/locks: flocks a tree process took on an inode no fd of the tree shows one on,
+    // held through a mapping of that inode (the audit refused any other kind).
     std::map<pid_t, std::vector<image::Vma>*> vmas_of(tree_vmas.begin(), tree_vmas.end());
     const std::string all = read_file("/proc/locks");
     for (auto line : proc::fdinfo_lines(all, "")) {
         auto w = words(line);
-        if (w.size() < 8 || w[1] == "->" || held_through_fd.count(w[5])) continue;
-        if (w[1] != "FLOCK" && w[1] != "OFDLCK") continue;
+        if (w.size() < 8 || w[1] == "->" || held_through_fd.count(w[5] + " " + w[1])) continue;
+        // OFD locks through a mapping only were refused by the audit (no pid tells whose).
+        if (w[1] != "FLOCK") continue;
         auto vmas = vmas_of.find(static_cast<pid_t>(std::atoi(w[4].c_str())));
-        if (vmas == vmas_of.end()) continue;  // not the tree's (OFD locks show pid -1: see below)
+        if (vmas == vmas_of.end()) continue;  // not the tree's
         for (const auto& v : *vmas->second) {
             if (v.kind != image::VmaKind::File || lock_inode_name(v.file.dev, v.file.ino) != w[5]) continue;
             image::FileLock l;
-            l.kind = w[1] == "FLOCK" ? image::FileLockKind::Flock : image::FileLockKind::Ofd;
+            l.kind = image::FileLockKind::Flock;
             l.pid = vmas->first;
             l.fd = -1;
             l.vma_start = v.start;

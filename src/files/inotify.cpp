@@ -98,6 +98,18 @@ std::vector<image::InotifyWatch> dump_inotify(const image::Fd& f, std::string_vi
         w.ino = st.st_ino;
         out.push_back(std::move(w));
     }
+    // Restore spends the unused watch numbers below the highest one, one by one.
+    std::vector<int32_t> wds;
+    for (const auto& w : out) wds.push_back(w.wd);
+    std::sort(wds.begin(), wds.end());
+    long gaps = 0, prev = 0;
+    for (int32_t wd : wds) {
+        gaps += wd - prev - 1;
+        prev = wd;
+    }
+    if (gaps > kMaxGap)
+        fail("process {} fd {} (inotify): its watch numbers leave {} unused below {}: more than the {} restore can skip",
+             f.pid, f.fd, gaps, prev, kMaxGap);
     return out;
 }
 
@@ -138,6 +150,11 @@ int open_inotify(uint32_t open_flags, std::vector<const image::InotifyWatch*> wa
         if (got < 0) fail_errno("cannot add inotify watch {} on {}", w->wd, w->path);
         if (got != w->wd) fail("inotify watch on {}: the kernel gave number {}, the program had {}", w->path, got, w->wd);
         next = got + 1;
+    }
+    // The scratch directory goes before the last drain: a watch of its parent would report it.
+    if (!scratch.empty()) {
+        ::rmdir(scratch.c_str());
+        scratch.clear();
     }
     drain(fd.get());
     if (!(open_flags & O_NONBLOCK) && ::fcntl(fd.get(), F_SETFL, 0) != 0)

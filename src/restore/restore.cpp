@@ -671,9 +671,11 @@ int restore(const RestoreOptions& opts) {
     pool.close_all();  // the tree holds them now: a pipe must not stay open in ckpt
     Reports reports(err_r.get());
     if (child != pid) fail("clone3 gave pid {} instead of {}", child, pid);
+    // SUSPEND_SECCOMP: the stub installs a thread's filters before ckpt's last remote calls
+    // (unmapping the stub); the kernel drops the suspension again at the detach.
     if (::ptrace(PTRACE_SEIZE, child, nullptr,
                  PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXIT | PTRACE_O_TRACECLONE |
-                     PTRACE_O_TRACEFORK) != 0)
+                     PTRACE_O_TRACEFORK | PTRACE_O_SUSPEND_SECCOMP) != 0)
         fail_errno("cannot trace the new process {}", pid);
     // Before any memory is restored, so that it is charged to the process's own memory
     // cgroup, and before the affinity, which a cpuset move would reset. Children are moved

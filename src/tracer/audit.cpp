@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <elf.h>
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/statfs.h>
 #include <sys/xattr.h>
 #include <sys/sysmacros.h>
@@ -282,9 +283,15 @@ class Audit {
 
     void timers() {
         auto timers = proc::parse_timers(read_file(fmt::format("/proc/{}/timers", pid_)));
+        if (timers.empty()) return;
         if (timers.size() > parasite::kMaxTimers)
             problems_.push_back(fmt::format("has {} POSIX timers: more than the {} ckpt saves", timers.size(),
                                             parasite::kMaxTimers));
+        // Restore makes them with their ids: PR_TIMER_CREATE_RESTORE_IDS (Linux 6.17).
+        constexpr int kPrTimerCreateRestoreIds = 77, kGet = 2;
+        if (::prctl(kPrTimerCreateRestoreIds, kGet, 0, 0, 0) < 0)
+            problems_.push_back(fmt::format("has POSIX timers, which this kernel cannot make again with their ids "
+                                            "(PR_TIMER_CREATE_RESTORE_IDS needs Linux 6.17): not supported here"));
     }
 
     static std::string lock_kind(std::string_view type) {
@@ -361,10 +368,19 @@ class Audit {
             auto f = lock_fields(std::string_view(all).substr(pos, end - pos));
             pos = end + 1;
             if (f.size() < 6 || f[1] == "->") continue;
-            if (std::atoi(f[4].c_str()) != pid_ || seen_ids.count(f[5] + " " + f[1])) continue;
-            // An flock or OFD lock belongs to a description, which a mapping may hold after its
-            // fd was closed: saved with that mapping (files/file_locks.h). A POSIX lock cannot.
-            if ((f[1] == "FLOCK" || f[1] == "OFDLCK") && maps_inode(f[5])) continue;
+            if (seen_ids.count(f[5] + " " + f[1])) continue;
+            // OFD locks show no pid: one on an inode this process maps and holds no fd of may
+            // be held through the mapping, by no telling whom. Refused.
+            if (f[1] == "OFDLCK" && f[4] == "-1") {
+                if (maps_inode(f[5]))
+                    found.push_back(fmt::format("{} on inode {}, which it maps, through no descriptor: not supported yet",
+                                                lock_kind(f[1]), f[5]));
+                continue;
+            }
+            if (std::atoi(f[4].c_str()) != pid_) continue;
+            // An flock belongs to a description, which a mapping may hold after its fd was
+            // closed: saved with that mapping (files/file_locks.h). A POSIX lock cannot be.
+            if (f[1] == "FLOCK" && maps_inode(f[5])) continue;
             found.push_back(fmt::format("{} on inode {} through no descriptor or mapping: not supported yet",
                                         lock_kind(f[1]), f[5]));
         }

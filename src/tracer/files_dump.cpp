@@ -52,8 +52,9 @@ bool all_zero(const char* p, size_t n) {
     return true;
 }
 
-// fdinfo without the fd's own flag (O_CLOEXEC in "flags:"): what every fd of one open file
-// description shows alike.
+// fdinfo without the fd's own flag (O_CLOEXEC in "flags:") and without what changes by
+// itself between two reads (a timerfd's time left and expirations, an eventfd's counter,
+// which the kernel may bump): what every fd of one open file description shows alike.
 std::string description_state(const std::string& info) {
     std::string out;
     size_t pos = 0;
@@ -61,6 +62,10 @@ std::string description_state(const std::string& info) {
         size_t end = info.find('\n', pos);
         if (end == std::string::npos) end = info.size();
         std::string_view line(info.data() + pos, end - pos);
+        if (line.starts_with("it_value:") || line.starts_with("ticks:") || line.starts_with("eventfd-count:")) {
+            pos = end + 1;
+            continue;
+        }
         if (line.starts_with("flags:")) {
             auto f = proc::parse_fdinfo(fmt::format("pos: 0\n{}\n", line)).flags & ~static_cast<uint32_t>(O_CLOEXEC);
             out += fmt::format("flags: {:o}\n", f);

@@ -11,7 +11,8 @@
  * After SIGTERM: P's interval is 20 s and its time left at most what it was (and not 10 s
  * less: the dump and restore take far less); W reads 1 expiration, and not before its wall
  * time; U reads 1 at once; R reads at least 1 at once and keeps expiring; D is still
- * disarmed; C still has a day left (give or take a minute) and is absolute.
+ * disarmed; C still has a day left (give or take a minute) and is absolute; P2 is still the
+ * same description as P (a status flag set through one shows through the other).
  */
 #define _GNU_SOURCE
 #include "zt.h"
@@ -81,7 +82,10 @@ int main(void)
 	int d = make(CLOCK_MONOTONIC, 0, 0, 0);
 	int c = make(CLOCK_REALTIME, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, c_at, 0);
 	int64_t p_left;
+	int p2 = dup(p);
 
+	if (p2 < 0)
+		zt_fail("dup: %s", strerror(errno));
 	zt_sleep_ms(60);
 	p_left = ns_of(get(p, "P").it_value);
 	zt_ready();
@@ -97,6 +101,8 @@ int main(void)
 		if (ticks(p, "P") != 0)
 			zt_fail("P expired early");
 	}
+	if (fcntl(p2, F_SETFL, 0) != 0 || (fcntl(p, F_GETFL) & O_NONBLOCK) || fcntl(p2, F_SETFL, O_NONBLOCK) != 0)
+		zt_fail("P and its dup P2 are two descriptions after restore");
 	{
 		uint64_t n = ticks(u, "U");
 		if (n != 1)
