@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 #include <string>
@@ -187,8 +188,10 @@ sockaddr_un address_of(const image::UnixSocket& r, socklen_t& len) {
     return a;
 }
 
-// Binds `fd` to the socket's name; a path a dead socket left behind is taken over.
-void bind_again(int fd, const image::UnixSocket& r) {
+// Binds `fd` to the socket's name; a path a dead socket left behind is taken over. A path
+// whose file had been removed at dump time goes into `unlink_later`: connections made
+// again through it need it until the end.
+void bind_again(int fd, const image::UnixSocket& r, std::vector<std::string>& unlink_later) {
     socklen_t len;
     sockaddr_un a = address_of(r, len);
     UniqueFd cwd;
@@ -215,8 +218,8 @@ void bind_again(int fd, const image::UnixSocket& r) {
     }
     if (::bind(fd, reinterpret_cast<sockaddr*>(&a), len) != 0) fail_errno("{}: cannot bind it again", describe(r));
     if (r.name[0] == '\0') return;
-    if (r.path_mode == 0) {  // its file had been removed: bound, then removed again
-        if (::unlink(r.name.c_str()) != 0) fail_errno("{}: cannot remove {} again", describe(r), r.name);
+    if (r.path_mode == 0) {  // its file had been removed: bound, then removed again at the end
+        unlink_later.push_back(r.name[0] == '/' ? r.name : r.bind_dir + "/" + r.name);
         return;
     }
     if (::chown(r.name.c_str(), r.path_uid, r.path_gid) != 0 || ::chmod(r.name.c_str(), r.path_mode & 07777) != 0)
@@ -322,8 +325,11 @@ std::vector<image::UnixSocket> dump_unix_sockets(const std::vector<image::Fd>& f
             case kEstablished:
                 if (d.peer != 0 && !tree_inos.count(d.peer))
                     fail("{} is connected to socket:[{}] outside the dumped tree: not supported yet", who, d.peer);
-                if (!r.name.empty())
-                    fail("{} is bound to a name and connected (an accepted connection?): not supported yet", who);
+                // A stream or seqpacket socket with a name and a peer is an accepted connection
+                // (its name is its listener's): made again by connecting to that name.
+                if (!r.name.empty() && (d.type == SOCK_DGRAM || d.peer == 0))
+                    fail("{} is bound to a name and connected ({}): not supported yet", who,
+                         d.type == SOCK_DGRAM ? "a datagram socket" : "its peer closed");
                 break;
             case kClose:
                 if (d.type != SOCK_STREAM && d.rqueue > 0)
@@ -345,23 +351,86 @@ std::vector<image::UnixSocket> dump_unix_sockets(const std::vector<image::Fd>& f
     return out;
 }
 
+namespace {
+
+// An accepted connection (`server` has its listener's name) made again: the client end
+// connects to the name, through the image's listener of that name or one made for the
+// moment, and the accepted end is the server end. Returns {client, server}.
+std::pair<UniqueFd, UniqueFd> connect_by_name(const image::Image& img, const image::UnixSocket& client,
+                                              const image::UnixSocket& server, std::map<uint32_t, UniqueFd>& made,
+                                              std::vector<std::string>& unlink_later) {
+    int lfd = -1;
+    UniqueFd temp;
+    for (const auto& l : img.unix_sockets)
+        if (l.state == kListen && l.type == server.type && l.name == server.name && made.count(l.file_id))
+            lfd = made[l.file_id].get();
+    if (lfd < 0) {
+        temp = new_socket(server);
+        bind_again(temp.get(), server, unlink_later);
+        if (::listen(temp.get(), 1) != 0) fail_errno("{}: cannot listen on its name to connect it again", describe(server));
+        lfd = temp.get();
+    }
+    UniqueFd c = new_socket(client);
+    if (!client.name.empty()) bind_again(c.get(), client, unlink_later);
+    socklen_t len;
+    sockaddr_un a = address_of(server, len);
+    UniqueFd cwd;
+    if (server.name[0] != '\0' && server.name[0] != '/') {
+        cwd.reset(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+        if (!cwd || ::chdir(server.bind_dir.c_str()) != 0) fail_errno("{}: cannot go to {}", describe(server), server.bind_dir);
+    }
+    int rc = ::connect(c.get(), reinterpret_cast<sockaddr*>(&a), len);
+    int err = errno;
+    if (cwd && ::fchdir(cwd.get()) != 0) std::abort();  // ckpt's own cwd: nothing sane is left without it
+    errno = err;
+    if (rc != 0) fail_errno("{}: cannot connect to {} again", describe(client), describe(server));
+    UniqueFd s(::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC));
+    if (!s) fail_errno("{}: cannot accept its connection again", describe(server));
+    return {std::move(c), std::move(s)};
+}
+
+}  // namespace
+
 std::map<uint32_t, UniqueFd> make_unix_sockets(const image::Image& img) {
     std::map<uint64_t, const image::UnixSocket*> by_ino;
     for (const auto& r : img.unix_sockets) by_ino[r.ino] = &r;
     std::map<uint32_t, UniqueFd> out;
+    std::vector<std::string> unlink_later;
+    // Listeners and unconnected sockets first: accepted connections are made through them.
+    for (const auto& r : img.unix_sockets) {
+        if (r.state == kEstablished) continue;
+        UniqueFd fd = new_socket(r);
+        set_buffers(fd.get(), r);
+        if (!r.name.empty()) bind_again(fd.get(), r, unlink_later);
+        if (r.state == kListen && ::listen(fd.get(), static_cast<int>(r.backlog)) != 0)
+            fail_errno("{}: cannot listen again", describe(r));
+        set_rest(fd.get(), r);
+        out[r.file_id] = std::move(fd);
+    }
     for (const auto& r : img.unix_sockets) {
         if (out.count(r.file_id)) continue;
-        if (r.state == kEstablished) {
+        {
             const image::UnixSocket* peer = nullptr;
             if (r.peer_ino) {
                 auto it = by_ino.find(r.peer_ino);
                 if (it == by_ino.end()) fail("{}: its peer socket:[{}] is not in the image", describe(r), r.peer_ino);
                 peer = it->second;
             }
-            int sv[2];
-            if (::socketpair(AF_UNIX, static_cast<int>(r.type) | SOCK_CLOEXEC, 0, sv) != 0)
-                fail_errno("cannot make {} and its peer", describe(r));
-            UniqueFd mine(sv[0]), other(sv[1]);
+            UniqueFd mine, other;
+            if (peer && (!r.name.empty() || !peer->name.empty())) {
+                // One end was accepted from a listener: it has the listener's name.
+                bool r_accepted = !r.name.empty() && (peer->name.empty() || r.name == peer->name);
+                auto [c, srv] = r_accepted ? connect_by_name(img, *peer, r, out, unlink_later)
+                                           : connect_by_name(img, r, *peer, out, unlink_later);
+                mine = r_accepted ? std::move(srv) : std::move(c);
+                other = r_accepted ? std::move(c) : std::move(srv);
+            } else {
+                int sv[2];
+                if (::socketpair(AF_UNIX, static_cast<int>(r.type) | SOCK_CLOEXEC, 0, sv) != 0)
+                    fail_errno("cannot make {} and its peer", describe(r));
+                mine.reset(sv[0]);
+                other.reset(sv[1]);
+            }
             set_buffers(mine.get(), r);
             if (peer) set_buffers(other.get(), *peer);
             requeue(other.get(), r);
@@ -379,16 +448,10 @@ std::map<uint32_t, UniqueFd> make_unix_sockets(const image::Image& img) {
             }
             set_rest(mine.get(), r);
             out[r.file_id] = std::move(mine);
-            continue;
         }
-        UniqueFd fd = new_socket(r);
-        set_buffers(fd.get(), r);
-        if (!r.name.empty()) bind_again(fd.get(), r);
-        if (r.state == kListen && ::listen(fd.get(), static_cast<int>(r.backlog)) != 0)
-            fail_errno("{}: cannot listen again", describe(r));
-        set_rest(fd.get(), r);
-        out[r.file_id] = std::move(fd);
     }
+    for (const auto& path : unlink_later)
+        if (::unlink(path.c_str()) != 0 && errno != ENOENT) fail_errno("cannot remove {} again", path);
     // Status flags (O_NONBLOCK) belong to the description.
     for (const auto& f : img.fds) {
         auto it = out.find(f.file_id);

@@ -6,12 +6,15 @@
  *   D, datagram: the child sent 3 messages (1, 100 and 1000 bytes); D0 has SO_PASSCRED;
  *   Q, seqpacket: the parent sent 2 messages (2 and 300 bytes); Q0 is non-blocking;
  * X, a stream socketpair of the parent alone whose end X1 wrote 100 bytes and was closed;
- * and two listening stream sockets of the parent: "listen.sock" (a path relative to the
- * work directory) and an abstract name "zt-unix-PID".
+ * two listening stream sockets of the parent: "listen.sock" (a path relative to the work
+ * directory) and an abstract name "zt-unix-PID"; and an accepted connection: the child
+ * connected K3 to listen.sock and sent 7 bytes, the parent accepted it as P3 (which has the
+ * listener's name) and sent 9 bytes back, both unread.
  * After SIGTERM: the child reads S1's 3000 bytes, Q1's two messages (boundaries kept),
- * connects to both listeners and sends one byte on each, and exits 7. The parent reads S0's
+ * K3's 9 bytes (and answers "k"), connects to both listeners and sends one byte on each, and exits 7. The parent reads S0's
  * 5000 bytes and then end of stream, D0's three messages with their sizes, X0's 100 bytes
- * and end of stream, accepts both connections and reads their bytes; S0's buffer size, D0's
+ * and end of stream, P3's 7 bytes and the "k", sees P3 named listen.sock, accepts both
+ * connections and reads their bytes; S0's buffer size, D0's
  * SO_PASSCRED and Q0's O_NONBLOCK are as set.
  */
 #define _GNU_SOURCE
@@ -23,7 +26,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-static int s[2], d[2], q[2], x[2], lpath, l_abstract;
+static int s[2], d[2], q[2], x[2], lpath, l_abstract, k3 = -1, p3 = -1;
 static char abstract_name[64];
 
 static socklen_t addr_of(struct sockaddr_un *a, const char *name, int abstract)
@@ -89,10 +92,15 @@ static void child_main(int ready_w)
 		if (send(d[1], buf, sizes[i], 0) != (ssize_t)sizes[i])
 			zt_child_fail(21, "send D1: %s", strerror(errno));
 	}
+	k3 = connect_to("listen.sock", 0);
+	if (k3 < 0 || zt_write_all(k3, "seven!!", 7) != 0)
+		zt_child_fail(27, "K3: %s", strerror(errno));
 	if (zt_write_all(ready_w, "r", 1) != 0)
 		zt_child_fail(22, "write(ready): %s", strerror(errno));
 	close(ready_w);
 	zt_wait_stop();
+	if (read_exact(k3, buf, 9) != 9 || memcmp(buf, "nine!!!!!", 9) || write(k3, "k", 1) != 1)
+		zt_child_fail(28, "K3 did not read the parent's 9 bytes");
 
 	if (read_exact(s[1], buf, 3000) != 3000 || zt_pat_check(buf, 3000, 11, 0) >= 0)
 		zt_child_fail(23, "S1 did not read the parent's 3000 bytes");
@@ -168,6 +176,9 @@ int main(void)
 	if (zt_read_full(ready[0], &c, 1) != 1)
 		zt_tree_fail("the child did not report ready");
 	close(ready[0]);
+	p3 = accept4(lpath, NULL, NULL, SOCK_CLOEXEC);
+	if (p3 < 0 || zt_write_all(p3, "nine!!!!!", 9) != 0)
+		zt_tree_fail("P3: %s", strerror(errno));
 
 	zt_ready();
 	zt_wait_stop();
@@ -189,6 +200,14 @@ int main(void)
 	}
 	if (read_exact(x[0], buf, 100) != 100 || zt_pat_check(buf, 100, 14, 0) >= 0 || read(x[0], buf, 1) != 0)
 		zt_tree_fail("X0 did not read 100 bytes and then the end of its closed peer's stream");
+	if (read_exact(p3, buf, 8) != 8 || memcmp(buf, "seven!!k", 8))
+		zt_tree_fail("P3 did not read the child's 7 bytes and its k");
+	{
+		struct sockaddr_un a;
+		socklen_t alen = sizeof(a);
+		if (getsockname(p3, (struct sockaddr *)&a, &alen) != 0 || strcmp(a.sun_path, "listen.sock"))
+			zt_tree_fail("P3 is not named listen.sock after restore");
+	}
 	expect_accept(lpath, '1');
 	expect_accept(l_abstract, '2');
 	zt_tree_expect_exit(kid, 7, "the child");
