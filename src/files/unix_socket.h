@@ -6,16 +6,19 @@
 // to it, with MSG_PEEK and SO_PEEK_OFF, so nothing is consumed (the original SO_PEEK_OFF
 // is put back). Saved: socketpairs and connected pairs with both ends in the tree (stream,
 // datagram, seqpacket; queued data with message boundaries; shutdown state; a peer that
-// closed), listening sockets without connections waiting to be accepted, unconnected
-// sockets with or without a name. Refused with the process and fd: a peer outside the
-// tree, a connected socket with a name (accepted connections), connections not accepted
-// yet, datagrams queued on an unconnected socket (their senders' names would be lost),
-// file descriptors in flight (SCM_RIGHTS).
+// closed), accepted connections (the accepted end has its listener's name), listening
+// sockets without connections waiting to be accepted, unconnected sockets with or without
+// a name. Refused with the process and fd: a peer outside the tree, a bound and connected
+// datagram socket, connections not accepted yet, datagrams queued on an unconnected socket
+// (their senders' names would be lost), file descriptors in flight (SCM_RIGHTS).
 //
-// Restore: every socket is made once for the tree (the shared pool holds it): a pair with
-// socketpair(), its queued data sent again by the other end, then its shutdowns; a bound
-// one bound again (a stale socket file left by the dumped process is removed; a live one
-// fails the restore), its file given its mode and owner.
+// Restore: every socket is made once for the tree (the shared pool holds it): listeners
+// and unconnected ones first, bound again (a stale socket file left by the dumped process
+// is removed; a live one fails the restore), their files given their mode and owner; then
+// a pair with socketpair(), or an accepted connection by connecting to the listener's name
+// (the restored listener, or one made for the moment) and accepting; its queued data sent
+// again by the other end, then its shutdowns. A socket file that was gone at dump time is
+// removed again once every connection is made.
 #pragma once
 
 #include <sys/types.h>
