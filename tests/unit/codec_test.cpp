@@ -299,8 +299,8 @@ TEST(CodecRobustness, ElementCountCannotAmplifyAllocation) {
     check(sample_process(9));
     check(sample_thread(9, 9, 512));
     // Process: argv, groups, rlimits, auxv, sigactions, itimers, posix_timers, shared_pending,
-    // cgroups; Thread: pending, backtrace
-    EXPECT_EQ(fields, 11);
+    // cgroups; Thread: pending, backtrace, seccomp_filters
+    EXPECT_EQ(fields, 12);
 }
 
 TEST(CodecRobustness, VectorCountFieldIsNamed) {
