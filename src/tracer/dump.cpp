@@ -176,6 +176,16 @@ image::Thread collect_thread(pid_t pid, const FrozenThread& ft) {
     return t;
 }
 
+// Whether a thread has exited (a zombie, or gone from /proc).
+bool thread_exited(pid_t pid, pid_t tid) {
+    try {
+        char st = proc::parse_status(read_file(fmt::format("/proc/{}/task/{}/status", pid, tid))).state;
+        return st == 'Z' || st == 'X';
+    } catch (const Error&) {
+        return true;
+    }
+}
+
 // Everything saved of one process of the tree, in the order it goes into the image.
 struct DumpedProcess {
     image::Process proc;
@@ -190,7 +200,16 @@ DumpedProcess collect_outside(const FrozenProcess& frozen) {
     DumpedProcess d;
     d.vmas = collect_vmas(pid);
     d.proc = collect_process(pid, d.vmas);
-    for (const auto& ft : frozen.threads()) d.threads.push_back(collect_thread(pid, ft));
+    for (const auto& ft : frozen.threads()) {
+        try {
+            d.threads.push_back(collect_thread(pid, ft));
+        } catch (const Error&) {
+            // A thread that was on its way out when it was seized can be a zombie now: it
+            // has exited, so it is no part of the process any more. Any other failure stands.
+            if (ft.tid == pid || !thread_exited(pid, ft.tid)) throw;
+            log::info("thread {} of process {} exited while being frozen: not in the image", ft.tid, pid);
+        }
+    }
     d.proc.shared_pending = peek_pending(pid, true);
     d.proc.nr_threads = static_cast<uint32_t>(d.threads.size());
     collect_attrs(pid, d.proc, d.threads);
