@@ -31,6 +31,30 @@ std::vector<std::string> words(std::string_view line) {
     return out;
 }
 
+// The byte range of a lock line's last two words ("0 EOF", "10 20"); false if malformed.
+bool parse_range(const std::vector<std::string>& w, image::FileLock& l) {
+    try {
+        l.start = std::stoull(w[6]);
+        l.end = w[7] == "EOF" ? ~0ull : std::stoull(w[7]);
+        return true;
+    } catch (const std::exception&) {
+        return false;
+    }
+}
+
+// Takes an flock or OFD lock `l` on `fd` again; 0 or -1 with errno.
+int take_lock(int fd, const image::FileLock& l) {
+    if (l.kind == image::FileLockKind::Flock) return ::flock(fd, (l.write ? LOCK_EX : LOCK_SH) | LOCK_NB);
+    struct flock fl {};
+    fl.l_type = static_cast<short>(l.write ? F_WRLCK : F_RDLCK);
+    fl.l_whence = SEEK_SET;
+    fl.l_start = static_cast<off_t>(l.start);
+    fl.l_len = l.end == ~0ull ? 0 : static_cast<off_t>(l.end - l.start + 1);
+    return ::fcntl(fd, F_OFD_SETLK, &fl);
+}
+
+bool held_by_another(int err) { return err == EAGAIN || err == EWOULDBLOCK || err == EACCES; }
+
 }  // namespace
 
 std::string lock_inode_name(uint64_t dev, uint64_t ino) {
@@ -78,12 +102,7 @@ std::vector<image::FileLock> dump_file_locks(const std::vector<image::Fd>& fds,
             l.fd = f.fd;
             l.file_id = f.file_id;
             l.write = w[3] == "WRITE";
-            try {
-                l.start = std::stoull(w[6]);
-                l.end = w[7] == "EOF" ? ~0ull : std::stoull(w[7]);
-            } catch (const std::exception&) {
-                fail("process {} fd {}: malformed lock range in '{}'", f.pid, f.fd, line);
-            }
+            if (!parse_range(w, l)) fail("process {} fd {}: malformed lock range in '{}'", f.pid, f.fd, line);
             long owner = l.kind == image::FileLockKind::Posix ? f.pid : static_cast<long>(f.file_id);
             if (seen.insert({static_cast<int>(l.kind), owner, w[5], l.start, l.end, l.write}).second) out.push_back(l);
             held_through_fd.insert(w[5] + " " + w[1]);
@@ -108,12 +127,7 @@ std::vector<image::FileLock> dump_file_locks(const std::vector<image::Fd>& fds,
             l.fd = -1;
             l.vma_start = v.start;
             l.write = w[3] == "WRITE";
-            try {
-                l.start = std::stoull(w[6]);
-                l.end = w[7] == "EOF" ? ~0ull : std::stoull(w[7]);
-            } catch (const std::exception&) {
-                fail("process {}: malformed lock range in '{}'", l.pid, line);
-            }
+            if (!parse_range(w, l)) fail("process {}: malformed lock range in '{}'", l.pid, line);
             out.push_back(l);
             break;
         }
@@ -124,39 +138,18 @@ std::vector<image::FileLock> dump_file_locks(const std::vector<image::Fd>& fds,
 void take_mapping_locks(const image::Image& img, int pid, const image::Vma& v, int fd) {
     for (const auto& l : img.file_locks) {
         if (l.pid != pid || l.vma_start != v.start) continue;
-        int r;
-        if (l.kind == image::FileLockKind::Flock) {
-            r = ::flock(fd, (l.write ? LOCK_EX : LOCK_SH) | LOCK_NB);
-        } else {
-            struct flock fl {};
-            fl.l_type = static_cast<short>(l.write ? F_WRLCK : F_RDLCK);
-            fl.l_whence = SEEK_SET;
-            fl.l_start = static_cast<off_t>(l.start);
-            fl.l_len = l.end == ~0ull ? 0 : static_cast<off_t>(l.end - l.start + 1);
-            r = ::fcntl(fd, F_OFD_SETLK, &fl);
-        }
-        if (r != 0)
+        if (take_lock(fd, l) != 0)
             fail_errno("process {}: cannot take the lock it held through its mapping of {} again{}", pid, v.path,
-                       errno == EAGAIN || errno == EWOULDBLOCK ? " (another process holds a conflicting lock now)" : "");
+                       held_by_another(errno) ? " (another process holds a conflicting lock now)" : "");
     }
 }
 
 void take_description_locks(const image::Image& img, int pid) {
     for (const auto& l : img.file_locks) {
         if (l.pid != pid || l.kind == image::FileLockKind::Posix || l.vma_start != 0) continue;
-        int r;
-        if (l.kind == image::FileLockKind::Flock) {
-            r = ::flock(l.fd, (l.write ? LOCK_EX : LOCK_SH) | LOCK_NB);
-        } else {
-            struct flock fl {};
-            fl.l_type = static_cast<short>(l.write ? F_WRLCK : F_RDLCK);
-            fl.l_whence = SEEK_SET;
-            fl.l_start = static_cast<off_t>(l.start);
-            fl.l_len = l.end == ~0ull ? 0 : static_cast<off_t>(l.end - l.start + 1);
-            r = ::fcntl(l.fd, F_OFD_SETLK, &fl);
-        }
+        int r = take_lock(l.fd, l);
         if (r != 0) {
-            bool taken = errno == EAGAIN || errno == EWOULDBLOCK || errno == EACCES;
+            bool taken = held_by_another(errno);
             fail_errno("process {} fd {}: cannot take its {} lock again{}", pid, l.fd,
                        l.kind == image::FileLockKind::Flock ? "flock" : "OFD",
                        taken ? " (another process holds a conflicting lock now)" : "");
