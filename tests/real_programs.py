@@ -16,6 +16,11 @@ A dump takes the program with all its descendants (its tree).
                one writing the counter into a pipe, one appending what it reads; the pipe
                (with the lines buffered in it) is inside the tree. The two subshells are
                compared; the sleeps under the first one are not (they come and go)
+  script       util-linux `script -q -c LOOP /dev/null`: script holds the master of a pty
+               pair, its child (the shell running LOOP, which appends the counter and
+               prints "tick N" to the terminal) leads a session whose controlling terminal
+               is the slave; script copies what comes out of the master to out.log. The
+               loop's sleeps come and go (only script and the shell are compared)
   tail-f       `tail -f src.txt >> counter.txt` (inotify on src.txt) with its child, a
                subshell appending the counter to src.txt: what tail copies must keep
                coming, after restore too, with nothing lost or repeated
@@ -97,6 +102,7 @@ VOLATILE = {
     "bash": {"SigBlk", "SigCgt", "threads"},
     "bash-pipeline": {"tree:SigBlk", "tree:SigCgt"},  # the counting subshell forks sleeps
     "tail-f": {"tree:SigBlk", "tree:SigCgt"},  # the same for its writing subshell
+    "script": {"tree:SigBlk", "tree:SigCgt"},  # its shell forks a sleep per value
     "node": {"maps", "vmflags"},
     "java": {"maps", "vmflags"},
     "go": {"threads"},
@@ -105,10 +111,10 @@ VOLATILE = {
 # Programs whose children come and go by themselves (a `sleep` per step of a loop): only
 # the processes of the tree down to this depth are compared (1: the program's children; 0:
 # no tree). The whole tree of every other program is compared.
-STABLE_TREE_DEPTH = {"bash": 0, "bash-pipeline": 1, "tail-f": 1}
+STABLE_TREE_DEPTH = {"bash": 0, "bash-pipeline": 1, "tail-f": 1, "script": 1}
 # Tree programs: at least this many descendants must be compared (else the test would not
 # be testing a tree).
-TREE_MIN = {"tail-f": 1, "bash-pipeline": 2, "python-subprocess": 1, "python-multiprocessing": 2}
+TREE_MIN = {"script": 1, "tail-f": 1, "bash-pipeline": 2, "python-subprocess": 1, "python-multiprocessing": 2}
 START_TIMEOUT = 60
 PROGRESS_WINDOW = 0.5
 SIGNAL_RUNS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGKILL)
@@ -121,6 +127,7 @@ BASH_NOFORK = ('i=0; while :; do echo $i >> counter.txt; i=$((i+1)); '
                'while (( ${EPOCHREALTIME/./} < next )); do :; done; done')
 BASH_PIPELINE = ('i=0; while :; do echo $i; i=$((i+1)); sleep 0.01; done | '
                  '(while read x; do echo $x >> counter.txt; done)')
+SCRIPT_LOOP = 'i=0; while :; do echo $i >> counter.txt; echo tick $i; i=$((i+1)); sleep 0.01; done'
 # tail follows src.txt (inotify) into counter.txt while its child, a subshell, appends to
 # src.txt; tail was exec'd by the shell that started the subshell, so it is its parent.
 TAIL_F = (': > src.txt; (i=0; while :; do echo $i >> src.txt; i=$((i+1)); sleep 0.01; done) & '
@@ -306,6 +313,7 @@ def programs():
         "bash-nofork": ("bash", lambda work: [shutil.which("bash"), "-c", BASH_NOFORK]),
         "bash-pipeline": ("bash", lambda work: [shutil.which("bash"), "-c", BASH_PIPELINE]),
         "tail-f": ("tail", lambda work: [shutil.which("bash"), "-c", TAIL_F]),
+        "script": ("script", lambda work: [shutil.which("script"), "-q", "-c", SCRIPT_LOOP, "/dev/null"]),
         "python3": ("python3", script([sys.executable], PYTHON, "counter.py")),
         "python-subprocess": ("python3", script([sys.executable], PY_SUBPROCESS, "counter.py")),
         "python-multiprocessing": ("python3", script([sys.executable], PY_MULTIPROCESSING, "counter.py")),

@@ -58,7 +58,7 @@ FD_KINDS = {
     "socket-netlink": "socket",
     "pipe": None,
     "fifo": None,
-    "ptmx": "pseudo-terminal master",
+    "ptmx": None,
     "nsfs": "namespace descriptor",
     "mqueue": "POSIX message queue",
     "fscontext": "mount context",
@@ -253,6 +253,16 @@ def case_session_ctty(ctx):
     if len(kids) != 1:
         raise TestFailure("setup: children %s, expected one" % kids)
     ctx.refused(prog, ["process %d leads a session" % kids[0], "controlling terminal"], names_target=False)
+    ctx.finish(prog)
+
+
+def case_pty_master_outside(ctx):
+    # The target's stdin is the master of a pty pair the harness holds too (both ends):
+    # the pair cannot move with the tree.
+    master, slave = os.openpty()
+    ctx.pty = (master, slave)
+    prog = ctx.start("hold", ["none"], stdin_fd=master)
+    ctx.refused(prog, ["fd 0", "also held outside", "process %d fd %d holds the master" % (os.getpid(), master)])
     ctx.finish(prog)
 
 
@@ -479,6 +489,8 @@ CASES = {
     "ofd-lock-accepted": hold_accepted("ofd-lock"),
     "lease": hold_refused("lease", "lease on fd", "not supported yet"),
     "tcp-outside": case_tcp_outside,
+    "pty-master-outside": case_pty_master_outside,
+    "pty-typed": hold_refused("pty-typed", "bytes typed into it are not read yet", "fd "),
     "seccomp-accepted": hold_accepted("seccomp"),
     "capabilities": hold_refused("capbset", "CapBnd", "capabilities are not supported"),
     "exe-deleted": case_exe_deleted,

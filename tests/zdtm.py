@@ -126,6 +126,7 @@ TESTS = {
     "tree_memfd": {},
     "tree_unix_sockets": {},
     "tree_tcp": {},
+    "tree_pty": {},
 }
 
 DEFAULTS = {"prog": None, "args": [], "pty": False, "input": None, "wait_file": None, "ready_timeout": 10,

@@ -22,6 +22,7 @@ const char* record_name(RecordType t) {
         case RecordType::SysvShm: return "SysvShm";
         case RecordType::UnixSocket: return "UnixSocket";
         case RecordType::InetSocket: return "InetSocket";
+        case RecordType::Pty: return "Pty";
         case RecordType::End: return "End";
     }
     return "unknown";

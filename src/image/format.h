@@ -24,7 +24,7 @@ namespace ckpt::image {
 
 inline constexpr char kMetaMagic[8] = {'C', 'K', 'P', 'T', 'M', 'E', 'T', 'A'};
 inline constexpr char kDataMagic[8] = {'C', 'K', 'P', 'T', 'D', 'A', 'T', 'A'};
-inline constexpr uint32_t kFormatVersion = 5;
+inline constexpr uint32_t kFormatVersion = 6;
 inline constexpr uint64_t kPageSize = 4096;
 inline constexpr uint64_t kDataHeaderSize = kPageSize;  // page data starts page aligned
 inline constexpr const char* kMetaFile = "meta.img";
@@ -53,6 +53,7 @@ enum class RecordType : uint32_t {
     SysvShm = 14,
     UnixSocket = 15,
     InetSocket = 16,
+    Pty = 17,
     End = 0x7fff,
 };
 
@@ -530,6 +531,8 @@ enum class FdKind : uint32_t {
     Memfd = 12,    // a memfd: its memory object is a Memfd record with the same (dev, ino)
     UnixSocket = 13,  // an AF_UNIX socket: its state is the UnixSocket record of its file_id
     InetSocket = 14,  // a TCP or UDP socket (IPv4, IPv6): the InetSocket record of its file_id
+    PtyMaster = 15,   // the master of a pseudo-terminal pair (/dev/ptmx): the Pty record of its file_id
+    PtySlave = 16,    // /dev/pts/N whose master is held in the tree (the Pty record of index N)
 };
 
 struct Fd {
@@ -816,6 +819,38 @@ struct InetSocket {
         v("backlog", backlog);
         v("options", options);
         v("queue", queue);
+    }
+};
+
+// A pseudo-terminal pair whose master is held in the tree (script, tmux, expect, sshd): made
+// again with the same index N, so that /dev/pts/N names its slave again. src/files/pty.h.
+struct Pty {
+    static constexpr RecordType kType = RecordType::Pty;
+    uint32_t file_id = 0;   // the master's open file description
+    uint32_t index = 0;     // N of /dev/pts/N
+    std::string termios;    // the slave side's struct termios2 (TCGETS2), as the kernel holds it
+    std::string winsize;    // struct winsize
+    uint32_t packet = 0;    // TIOCPKT mode of the master
+    uint32_t locked = 0;    // TIOCGPTLCK: the slave was never unlocked (unlockpt)
+    // The master saw a hang-up (POLLHUP): every slave descriptor was closed after one had
+    // been opened, so the master's reads end with EIO once `output` is read.
+    uint32_t slave_closed = 0;
+    int32_t sid = 0;        // the session whose controlling terminal it is (0: none)
+    int32_t fg_pgrp = 0;    // that session's foreground process group (0: none)
+    // What the slave side wrote and the master had not read yet: written again through the
+    // slave at restore (output processing off for that moment, it was done once already).
+    std::string output;
+    template <typename V> void visit(V& v) {
+        v("file_id", file_id);
+        v("index", index);
+        v("termios", termios);
+        v("winsize", winsize);
+        v("packet", packet);
+        v("locked", locked);
+        v("slave_closed", slave_closed);
+        v("sid", sid);
+        v("fg_pgrp", fg_pgrp);
+        v("output", output);
     }
 };
 

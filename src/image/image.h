@@ -24,6 +24,7 @@ struct Image {
     std::vector<SysvShm> sysv_shms;
     std::vector<UnixSocket> unix_sockets;
     std::vector<InetSocket> inet_sockets;
+    std::vector<Pty> ptys;
     End end;
 };
 
@@ -41,6 +42,7 @@ void for_each_object_records(ImageT& img, F&& f) {
     f("sysv_shms", img.sysv_shms);
     f("unix_sockets", img.unix_sockets);
     f("inet_sockets", img.inet_sockets);
+    f("ptys", img.ptys);
     f("file_locks", img.file_locks);
 }
 

@@ -270,6 +270,14 @@ std::string event_note(const Image& img, const Fd& f) {
                                        : r.state == 1 ? std::string("connected") : std::string("not connected"),
                                        r.options.empty() ? "" : fmt::format(", {} options", r.options.size()));
             break;
+        case FdKind::PtyMaster:
+            for (const auto& r : img.ptys)
+                if (r.file_id == f.file_id)
+                    return fmt::format(" (pty /dev/pts/{}{}{}{}{})", r.index, r.packet ? ", packet mode" : "",
+                                       r.sid ? fmt::format(", terminal of session {}, foreground group {}", r.sid, r.fg_pgrp) : "",
+                                       r.output.empty() ? "" : fmt::format(", {} bytes unread", r.output.size()),
+                                       r.slave_closed ? ", slave closed" : "");
+            break;
         case FdKind::Inotify: {
             std::vector<std::string> watches;
             size_t n = 0;

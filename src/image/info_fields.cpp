@@ -194,6 +194,9 @@ Style style_of(const Fd*, std::string_view f) {
 Style style_of(const SignalFd*, std::string_view f) {
     return lookup({{"mask", Style::SigMask}}, f);
 }
+Style style_of(const Pty*, std::string_view f) {
+    return lookup({{"termios", Style::Bytes}, {"winsize", Style::Bytes}, {"output", Style::Bytes}}, f);
+}
 Style style_of(const InetSocket*, std::string_view f) {
     return lookup({{"local", Style::Bytes}, {"peer", Style::Bytes}}, f);
 }
@@ -282,6 +285,8 @@ const char* name_of(FdKind k) {
         case FdKind::Memfd: return "memfd";
         case FdKind::UnixSocket: return "unix";
         case FdKind::InetSocket: return "inet";
+        case FdKind::PtyMaster: return "ptmx";
+        case FdKind::PtySlave: return "pts";
     }
     return "unknown";
 }

@@ -50,6 +50,7 @@ Style style_of(const Memfd*, std::string_view field);
 Style style_of(const SysvShm*, std::string_view field);
 Style style_of(const UnixSocket*, std::string_view field);
 Style style_of(const InetSocket*, std::string_view field);
+Style style_of(const Pty*, std::string_view field);
 Style style_of(const SockOpt*, std::string_view field);
 template <typename Rec>
 Style style_of(const Rec*, std::string_view) {

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <set>
@@ -142,6 +143,23 @@ void check_event_records(const Image& img, const std::string& dir) {
     for (const auto& f : img.fds)
         if (f.kind == FdKind::InetSocket && !inet_ids.count(f.file_id))
             fail("{} is corrupt: fd {} of process {} is a TCP/UDP socket without a record", dir, f.fd, f.pid);
+    std::set<uint32_t> pty_ids, pty_indices;
+    for (const auto& r : img.ptys) {
+        auto k = kind_of.find(r.file_id);
+        if (k == kind_of.end() || k->second != FdKind::PtyMaster || !pty_ids.insert(r.file_id).second ||
+            !pty_indices.insert(r.index).second || r.termios.size() != 44 || r.winsize.size() != 8)
+            fail("{} is corrupt: a Pty record names file {} (pty {}), which is no pty master (or has two)", dir,
+                 r.file_id, r.index);
+    }
+    for (const auto& f : img.fds) {
+        if (f.kind == FdKind::PtyMaster && !pty_ids.count(f.file_id))
+            fail("{} is corrupt: fd {} of process {} is a pty master without a record", dir, f.fd, f.pid);
+        if (f.kind == FdKind::PtySlave &&
+            std::none_of(img.ptys.begin(), img.ptys.end(),
+                         [&](const Pty& p) { return f.path == fmt::format("/dev/pts/{}", p.index); }))
+            fail("{} is corrupt: fd {} of process {} is {}, a pty slave whose pair the image does not have", dir,
+                 f.fd, f.pid, f.path);
+    }
     std::set<std::pair<uint32_t, int32_t>> wds;
     for (const auto& w : img.inotify_watches) {
         auto k = kind_of.find(w.file_id);

@@ -30,6 +30,7 @@
 #include "common/error.h"
 #include "files/file_locks.h"
 #include "files/memfd.h"
+#include "files/pty.h"
 #include "ipc/sysv_shm.h"
 #include "common/fd.h"
 #include "common/fs.h"
@@ -277,9 +278,11 @@ void create_children(const TreeSetup& s, int parent) {
             if (::write(created_w, "z", 1) != 1) _exit(1);
             become_zombie(proc);
         }
+        if (!is_root || !s.opts.shell_job) files::restore_controlling_terminal(img, proc, parent);
         if (::personality(proc.personality) < 0) fail_errno("cannot set personality {:#x}", proc.personality);
         premap_memory(s, pid);
         create_children(s, pid);
+        files::restore_foreground_group(img, proc);
         if (created_w >= 0) {
             if (::write(created_w, "c", 1) != 1) fail_errno("cannot report to the parent");
             ::close(created_w);
@@ -603,7 +606,7 @@ int restore(const RestoreOptions& opts) {
                  "after restore is ckpt: restore it without --detach", t.tid, pid, t.pdeath_signal);
     // A session leader's terminal is not given back (only the caller's, with --shell-job); the
     // dump refused it for every process but the root.
-    if (root.sid == root.pid && root.ctty != 0 && !opts.shell_job)
+    if (root.sid == root.pid && root.ctty != 0 && !opts.shell_job && !files::tree_pty_of(img, root.ctty))
         fail("process {} led a session with a controlling terminal (tty {}:{}): restore it with --shell-job to give "
              "it this terminal (giving a session its own terminal back is not supported yet)", pid,
              ::major(root.ctty), ::minor(root.ctty));

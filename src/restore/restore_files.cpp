@@ -1,5 +1,7 @@
 #include "restore/restore_files.h"
 
+#include "files/pty.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,6 +14,7 @@
 #include "common/fd.h"
 #include "common/fs.h"
 #include "files/file_locks.h"
+#include "files/pty.h"
 #include "restore/shared_pool.h"
 
 namespace ckpt::restore {
@@ -247,6 +250,8 @@ int open_description(const image::Fd& rec, const FilesOptions& opts) {
         case image::FdKind::Memfd:
         case image::FdKind::UnixSocket:
         case image::FdKind::InetSocket:
+        case image::FdKind::PtyMaster:
+        case image::FdKind::PtySlave:
             fail("process {} fd {} ({}): not reopened by path", rec.pid, rec.fd, rec.path);
     }
     if (rec.kind == image::FdKind::Regular || rec.kind == image::FdKind::Directory) {
@@ -273,6 +278,9 @@ void restore_fd_table(const image::Image& img, int pid, const FilesOptions& opts
             // Opened once by ckpt for every process that holds it: one description, one offset.
             fd = ::fcntl(shared, F_DUPFD_CLOEXEC, 0);
             if (fd < 0) fail_errno("cannot take fd {} ({}) from the shared descriptions", rec.fd, rec.path);
+        } else if (rec.kind == image::FdKind::PtySlave) {
+            // The pair is the tree's own (the shared pool made it again), whatever --shell-job says.
+            fd = files::open_pty_slave(rec, pool.fd_for(files::pty_of_slave(img, rec).file_id));
         } else if (rec.kind == image::FdKind::Unlinked || rec.kind == image::FdKind::Memfd) {
             fail("process {} fd {}: {} was not recreated", pid, rec.fd, rec.path);
         } else {

@@ -11,6 +11,7 @@
 #include "common/fs.h"
 #include "files/memfd.h"
 #include "files/pipe.h"
+#include "files/pty.h"
 #include "files/inet_socket.h"
 #include "files/unix_socket.h"
 
@@ -48,6 +49,8 @@ SharedPool::SharedPool(const image::Image& img, const FilesOptions& opts, int fl
     for (auto& [id, fd] : files::make_pipes(img, opts.data_fd, opts.inherited)) files_[id].reset(lift(fd.release()));
     for (auto& [id, fd] : files::make_unix_sockets(img)) files_[id].reset(lift(fd.release()));
     for (auto& [id, fd] : files::make_inet_sockets(img)) files_[id].reset(lift(fd.release()));
+    // Before any slave is opened by path: the pairs come back with their indices first.
+    for (auto& [id, fd] : files::make_ptys(img)) files_[id].reset(lift(fd.release()));
     // Deleted files: recreated once for the whole tree, so that processes holding or mapping
     // one (a multiprocessing semaphore in /dev/shm) share it again.
     UnlinkedFiles unlinked(img, UnlinkedFiles::kAllProcesses, opts);
@@ -73,6 +76,11 @@ SharedPool::SharedPool(const image::Image& img, const FilesOptions& opts, int fl
         if (::lseek(fd.get(), static_cast<off_t>(f.pos), SEEK_SET) < 0)
             fail_errno("cannot seek fd {} ({}) of process {} to {}", f.fd, f.path, f.pid, f.pos);
         files_[f.file_id] = std::move(fd);
+    }
+    for (const auto& f : img.fds) {
+        if (f.kind != image::FdKind::PtySlave || f.dup_of >= 0 || holders[f.file_id].size() < 2 || files_.count(f.file_id))
+            continue;
+        files_[f.file_id].reset(lift(files::open_pty_slave(f, fd_for(files::pty_of_slave(img, f).file_id))));
     }
     for (const auto& f : img.fds) {
         if (f.dup_of >= 0 || holders[f.file_id].size() < 2 || files_.count(f.file_id)) continue;

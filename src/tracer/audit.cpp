@@ -22,6 +22,7 @@
 #include "common/fd.h"
 #include "common/fs.h"
 #include "files/file_locks.h"
+#include "files/pty.h"
 #include "parasite/parasite_abi.h"
 #include "tracer/ptrace.h"
 #include "tracer/proc_parse.h"
@@ -57,9 +58,8 @@ constexpr FdKindInfo kFdKinds[] = {
     {"memfd", "/memfd:NAME (deleted)", FdKind::Memfd, ""},
     {"unix socket", "socket:[N] (AF_UNIX)", FdKind::UnixSocket, ""},
     {"TCP or UDP socket", "socket:[N] (TCP, UDP, TCPv6, UDPv6)", FdKind::InetSocket, ""},
+    {"pseudo-terminal master", "/dev/ptmx (both ends held in the tree)", FdKind::PtyMaster, ""},
 
-    {"pseudo-terminal master", "/dev/ptmx", std::nullopt,
-     "the terminal pair would be lost (reopening /dev/ptmx makes a new one); not supported yet"},
     {"character device", "/dev/... (other character devices)", std::nullopt,
      "its driver keeps per-open state ckpt cannot save; not supported yet"},
     {"deleted device node", "/dev/... (deleted)", std::nullopt, kNotYet},
@@ -624,7 +624,9 @@ struct TreeIds {
 // session (setsid), start a group (setpgid(0, 0)), keep its parent's, or join a group of
 // its session whose leader was created before it. A session or group whose leader has
 // exited (a daemon's double fork) would need helper processes: refused.
-void check_ids(const std::vector<TreeIds>& ids, std::vector<std::string>& problems) {
+// Controlling terminals: a session leader takes one back only if it is a pty pair of the
+// tree (`tree_ptys`, by index); any other process inherits its parent's, or has given it up.
+void check_ids(const std::vector<TreeIds>& ids, const std::set<int>& tree_ptys, std::vector<std::string>& problems) {
     auto find = [&](pid_t pid) -> const TreeIds* {
         for (const auto& e : ids)
             if (e.pid == pid) return &e;
@@ -633,12 +635,15 @@ void check_ids(const std::vector<TreeIds>& ids, std::vector<std::string>& proble
     for (size_t i = 1; i < ids.size(); ++i) {
         const TreeIds& p = ids[i];
         // The root's is checked at restore: --shell-job gives it ckpt's terminal.
-        if (p.sid == p.pid && p.ctty != 0)
-            problems.push_back(fmt::format("process {} leads a session whose controlling terminal is tty {}:{}: "
-                                           "giving a session its controlling terminal back is not supported yet",
+        if (p.sid == p.pid && p.ctty != 0 && !tree_ptys.count(files::pty_slave_index(p.ctty)))
+            problems.push_back(fmt::format("process {} leads a session whose controlling terminal is tty {}:{}, "
+                                           "which is no pty pair of the tree: giving it back is not supported",
                                            p.pid, ::major(p.ctty), ::minor(p.ctty)));
         const TreeIds* parent = find(p.ppid);
         if (!parent) continue;  // not reached: every process but the root has its parent in the tree
+        if (p.sid != p.pid && p.ctty != 0 && p.ctty != parent->ctty)
+            problems.push_back(fmt::format("process {} has controlling terminal {}:{}, which its parent {} has not: "
+                                           "not supported", p.pid, ::major(p.ctty), ::minor(p.ctty), parent->pid));
         if (p.sid != p.pid && p.sid != parent->sid)
             problems.push_back(fmt::format("process {} is in session {} but its parent {} in session {}: a "
                                            "session whose leader has left the tree is not supported yet",
@@ -706,7 +711,7 @@ void audit(const FrozenTree& tree) {
         auto st = proc::parse_stat(read_file(fmt::format("/proc/{}/stat", pid)));
         ids.push_back({pid, st.ppid, st.pgrp, st.session, st.tty_nr});
     }
-    check_ids(ids, problems);
+    check_ids(ids, files::pty_masters_held(tree.pids()), problems);
     check_tracees(tree, problems);
     check_clone_sharing(tree, problems);
     if (!problems.empty()) fail("{}", join(problems, "; "));

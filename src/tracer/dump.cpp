@@ -38,6 +38,7 @@
 #include "files/unix_socket.h"
 #include "ipc/sysv_shm.h"
 #include "files/pipe.h"
+#include "files/pty.h"
 #include "tracer/gadgets.h"
 #include "tracer/memory_dump.h"
 #include "tracer/parasite.h"
@@ -350,6 +351,9 @@ void dump(const DumpOptions& opts) {
         std::set<pid_t> tree_pids(pids.begin(), pids.end());
         objects.unix_sockets = files::dump_unix_sockets(fds, cwd_of, tree_pids);
         objects.inet_sockets = files::dump_inet_sockets(fds, tree_pids);
+        std::vector<const image::Process*> members;
+        for (const auto& d : procs) members.push_back(&d.proc);
+        objects.ptys = files::dump_ptys(fds, members, tree_pids);
     }
     {
         auto pids = tree.pids();

@@ -18,6 +18,7 @@
  * parent), traced-child (a child traced with PTRACE_SEIZE by its sibling, another child),
  * ctty-child (a child leading its own session, stdin's terminal its controlling one),
  * tcp-outside PORT (a TCP connection to 127.0.0.1:PORT, whose other end is outside the tree),
+ * pty-typed (a pty pair whose slave has a line typed into it and not read: "abc\n"),
  * epoll-foreign (the process's epoll watches an eventfd that only its child still holds,
  * and the child does not hold the epoll: no process could register it again).
  * Exit 2 with "SKIP: reason" if the machine cannot create the state.
@@ -68,6 +69,7 @@ static int epoll_fd = -1;
 static timer_t timer;
 static int lock_fd = -1;
 static int lease_fd = -1;
+static int pty_slave_fd = -1;
 static int tcp_client = -1;
 static pid_t tracee = -1;
 static pid_t tracer_kid = -1; /* traced-child: the child that traces `child` */
@@ -279,6 +281,20 @@ static void setup(const char *arg)
 		tcp_client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (tcp_client < 0 || connect(tcp_client, (struct sockaddr *)&a, sizeof(a)) != 0)
 			zt_fail("connect to port %s: %s", arg, strerror(errno));
+	} else if (!strcmp(kind, "pty-typed")) {
+		char name[64];
+		int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (m < 0 || grantpt(m) != 0 || unlockpt(m) != 0 || ptsname_r(m, name, sizeof(name)) != 0)
+			zt_fail("opening a pty pair: %s", strerror(errno));
+		pty_slave_fd = open(name, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+		if (pty_slave_fd < 0 || write(m, "abc\n", 4) != 4)
+			zt_fail("open %s / type into it: %s", name, strerror(errno));
+		for (int i = 0; i < 1000; i++) { /* the line discipline takes it in shortly */
+			int n = 0;
+			if (ioctl(pty_slave_fd, FIONREAD, &n) == 0 && n == 4)
+				break;
+			zt_sleep_ms(1);
+		}
 	} else if (!strcmp(kind, "lease")) {
 		int fd = open("zt-leasefile", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 		if (fd < 0)
@@ -451,6 +467,11 @@ static void check(void)
 		/* the other end echoes what it gets */
 		if (write(tcp_client, "t", 1) != 1 || read(tcp_client, &b, 1) != 1 || b != 't')
 			zt_fail("the TCP connection no longer carries data");
+	} else if (pty_slave_fd >= 0) {
+		char line[8];
+		ssize_t n = read(pty_slave_fd, line, sizeof(line));
+		if (n != 4 || memcmp(line, "abc\n", 4) != 0)
+			zt_fail("the slave reads %zd bytes, expected the line \"abc\" typed before the dump", n);
 	} else if (lease_fd >= 0) {
 		if (fcntl(lease_fd, F_GETLEASE) != F_RDLCK)
 			zt_fail("the read lease is gone");
