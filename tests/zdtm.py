@@ -127,6 +127,8 @@ TESTS = {
     "tree_unix_sockets": {},
     "tree_tcp": {},
     "tree_pty": {},
+    "tree_pgrp_orphan": {},
+    "tree_session_orphan": {},
 }
 
 DEFAULTS = {"prog": None, "args": [], "pty": False, "input": None, "wait_file": None, "ready_timeout": 10,

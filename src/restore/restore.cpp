@@ -104,6 +104,13 @@ struct TreeSetup {
     const files::EventFds* events;
     std::map<int, std::vector<const image::Process*>> children;  // by parent pid, in image order
     std::vector<std::pair<uint64_t, uint64_t>> used;  // every VMA of every process of the image
+    // Process groups whose leader had exited (the first process of a shell pipeline that
+    // finished first): a helper process with the leader's pid makes each one again, for
+    // the members to join, and exits once they have (leaderless_groups in the dump's audit).
+    std::set<pid_t> leaderless_groups;
+    // Sessions whose leader had exited: remade by a helper with the leader's pid, which
+    // creates their first members (create_in_lost_session).
+    std::set<pid_t> leaderless_sessions;
 };
 
 // Private memory a process fills before it creates its children, outside every address the
@@ -215,35 +222,118 @@ pid_t clone_with_pid(pid_t pid, int exit_signal) {
 [[noreturn]] void process_main(const TreeSetup& s, const image::Process& proc, int created_w);
 
 
+// A child with the pid of a process group's exited leader, in `parent`'s session, that
+// makes the group and waits until `release` is closed. Returns the end to close.
+UniqueFd make_group_helper(pid_t pgid) {
+    int made[2], release[2];
+    if (::pipe2(made, O_CLOEXEC) != 0 || ::pipe2(release, O_CLOEXEC) != 0) fail_errno("pipe");
+    ::fflush(nullptr);
+    pid_t r = clone_with_pid(pgid, SIGCHLD);
+    if (r == 0) {
+        ::close(made[0]);
+        ::close(release[1]);
+        char ok = ::setpgid(0, 0) == 0 ? 'g' : 'x';
+        if (::write(made[1], &ok, 1) != 1) _exit(1);
+        char c;
+        while (::read(release[0], &c, 1) < 0 && errno == EINTR) {
+        }
+        _exit(0);
+    }
+    ::close(made[1]);
+    ::close(release[0]);
+    char ok = 0;
+    ssize_t n;
+    do n = ::read(made[0], &ok, 1);
+    while (n < 0 && errno == EINTR);
+    ::close(made[0]);
+    UniqueFd release_w(release[1]);
+    if (n != 1 || ok != 'g') fail("cannot make process group {} again (its leader had exited)", pgid);
+    return release_w;
+}
+
+// Creates one child and waits until it has made its own session, group and children.
+void create_child(const TreeSetup& s, const image::Process& c) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) fail_errno("pipe");
+    ::fflush(nullptr);
+    pid_t r = clone_with_pid(c.pid, c.exit_signal);
+    if (r == 0) {
+        ::close(p[0]);
+        process_main(s, c, p[1]);
+    }
+    ::close(p[1]);
+    char ok = 0;
+    ssize_t n;
+    do n = ::read(p[0], &ok, 1);
+    while (n < 0 && errno == EINTR);
+    ::close(p[0]);
+    if (n != 1) fail("process {} failed while being created", c.pid);
+    if (c.zombie) {
+        // Its exit reaches ckpt (its tracer) first; once ckpt lets go of it, it is ours to
+        // wait for. Waiting here makes its SIGCHLD come while SIGCHLD is still ignored
+        // (ckpt's code), so that the program does not get one more than it had.
+        siginfo_t si;
+        while (::waitid(P_PID, static_cast<id_t>(c.pid), &si, WEXITED | WNOWAIT) != 0)
+            if (errno != EINTR) fail_errno("cannot see zombie {} exit", c.pid);
+    }
+}
+
+// Children in a session whose leader had exited (a daemon's double fork): a helper with
+// the leader's pid starts the session again and creates them in it, then exits; they are
+// handed to their parent, a child subreaper, as they were after the leader's exit.
+void create_in_lost_session(const TreeSetup& s, pid_t sid, const std::vector<const image::Process*>& members) {
+    ::fflush(nullptr);
+    pid_t r = clone_with_pid(sid, SIGCHLD);
+    if (r == 0) {
+        try {
+            if (::setsid() < 0) fail_errno("cannot start session {} again", sid);
+            for (const image::Process* c : members) create_child(s, *c);
+        } catch (const std::exception& e) {
+            report('E', sid, e.what(), std::strlen(e.what()));
+            ::_exit(1);
+        }
+        ::_exit(0);
+    }
+    int st;
+    while (::waitpid(r, &st, 0) < 0)
+        if (errno != EINTR) fail_errno("cannot reap the helper of session {}", sid);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) fail("cannot make session {} again (its leader had exited)", sid);
+}
+
 // Creates the children of `parent` one after the other, each done with its own session,
 // group and children before the next: a process joining a group finds its leader there.
-void create_children(const TreeSetup& s, int parent) {
-    auto it = s.children.find(parent);
+void create_children(const TreeSetup& s, const image::Process& parent) {
+    auto it = s.children.find(parent.pid);
     if (it == s.children.end()) return;
+    std::map<pid_t, UniqueFd> helpers;  // by group: released once every child is made
+    std::map<pid_t, std::vector<const image::Process*>> in_lost_session;
     for (const image::Process* c : it->second) {
-        int p[2];
-        if (::pipe2(p, O_CLOEXEC) != 0) fail_errno("pipe");
-        ::fflush(nullptr);
-        pid_t r = clone_with_pid(c->pid, c->exit_signal);
-        if (r == 0) {
-            ::close(p[0]);
-            process_main(s, *c, p[1]);
+        if (s.leaderless_sessions.count(c->sid) && c->sid != parent.sid) {
+            in_lost_session[c->sid].push_back(c);
+            continue;
         }
-        ::close(p[1]);
-        char ok = 0;
-        ssize_t n;
-        do n = ::read(p[0], &ok, 1);
-        while (n < 0 && errno == EINTR);
-        ::close(p[0]);
-        if (n != 1) fail("process {} failed while being created", c->pid);
-        if (c->zombie) {
-            // Its exit reaches ckpt (its tracer) first; once ckpt lets go of it, it is ours to
-            // wait for. Waiting here makes its SIGCHLD come while SIGCHLD is still ignored
-            // (ckpt's code), so that the program does not get one more than it had.
-            siginfo_t si;
-            while (::waitid(P_PID, static_cast<id_t>(c->pid), &si, WEXITED | WNOWAIT) != 0)
-                if (errno != EINTR) fail_errno("cannot see zombie {} exit", c->pid);
+        if (s.leaderless_groups.count(c->pgid) && !helpers.count(c->pgid))
+            helpers[c->pgid] = make_group_helper(c->pgid);
+    }
+    if (!in_lost_session.empty()) {
+        // The children the helper leaves behind come to this process only as a subreaper.
+        if (!parent.child_subreaper)
+            fail("process {} has children in a session whose leader exited, but is no child subreaper", parent.pid);
+        if (::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) fail_errno("PR_SET_CHILD_SUBREAPER");
+    }
+    for (const image::Process* c : it->second) {
+        auto lost = in_lost_session.find(c->sid);
+        if (lost == in_lost_session.end()) {
+            create_child(s, *c);
+        } else if (lost->second.front() == c) {
+            create_in_lost_session(s, c->sid, lost->second);
         }
+    }
+    for (auto& [pgid, release] : helpers) {
+        release.reset();
+        int st;
+        while (::waitpid(pgid, &st, 0) < 0)
+            if (errno != EINTR) fail_errno("cannot reap the helper of process group {}", pgid);
     }
 }
 
@@ -281,7 +371,7 @@ void create_children(const TreeSetup& s, int parent) {
         if (!is_root || !s.opts.shell_job) files::restore_controlling_terminal(img, proc, parent);
         if (::personality(proc.personality) < 0) fail_errno("cannot set personality {:#x}", proc.personality);
         premap_memory(s, pid);
-        create_children(s, pid);
+        create_children(s, proc);
         files::restore_foreground_group(img, proc);
         if (created_w >= 0) {
             if (::write(created_w, "c", 1) != 1) fail_errno("cannot report to the parent");
@@ -612,8 +702,20 @@ int restore(const RestoreOptions& opts) {
              ::major(root.ctty), ::minor(root.ctty));
     // What the user gave for pipes to the outside: checked before anything is made.
     std::map<std::string, int> inherited = inherited_fds(img, opts.inherit_fds, opts.inherit_stdio);
-    TreeSetup setup{&img, opts, -1, -1, nullptr, nullptr, {}, {}};
+    TreeSetup setup{&img, opts, -1, -1, nullptr, nullptr, {}, {}, {}, {}};
     for (const auto& v : img.vmas) setup.used.emplace_back(v.start, v.end);
+    auto in_image = [&](pid_t id) {
+        return std::any_of(img.processes.begin(), img.processes.end(), [&](const image::Process& q) { return q.pid == id; });
+    };
+    // (the root's own group and session, when it did not lead them, are ckpt's after restore: inherited)
+    for (const auto& p : img.processes)
+        if (p.sid != root.sid && !in_image(p.sid)) setup.leaderless_sessions.insert(p.sid);
+    for (const auto& p : img.processes)
+        if (p.pgid != root.pgid && !in_image(p.pgid) && !setup.leaderless_sessions.count(p.pgid))
+            setup.leaderless_groups.insert(p.pgid);
+    // the helpers take these pids
+    for (pid_t g : setup.leaderless_groups) ids.push_back(g);
+    for (pid_t g : setup.leaderless_sessions) ids.push_back(g);
     for (size_t i = 1; i < img.processes.size(); ++i) {
         const auto& p = img.processes[i];
         bool parent_before = false;
@@ -697,19 +799,21 @@ int restore(const RestoreOptions& opts) {
     // rebuilds its memory, until the stub's int3; zombies exit.
     std::map<pid_t, uint64_t> at_stub;  // process -> the stub's args
     std::set<pid_t> zombies_left(zombies.begin(), zombies.end()), moved = {pid};
-    while (at_stub.size() < tids.size() || !zombies_left.empty()) {
+    std::set<pid_t> helpers_left = setup.leaderless_groups;
+    helpers_left.insert(setup.leaderless_sessions.begin(), setup.leaderless_sessions.end());
+    while (at_stub.size() < tids.size() || !zombies_left.empty() || !helpers_left.empty()) {
         pid_t tid;
         tracer::StopStatus st = tracer::wait_any(tid);
         guard.add(tid);
         reports.drain();  // so that reports of a big tree never fill the pipe
         if (st.exited) {
             // A zombie's exit reaches its tracer first; waiting for it hands it to its parent.
-            if (zombies_left.erase(tid)) continue;
+            if (zombies_left.erase(tid) || helpers_left.erase(tid)) continue;
             report_exit(tid, reports, false);
         }
         const image::Process* p = process_of(tid);
         if (st.event() == PTRACE_EVENT_EXIT) {
-            if (p && p->zombie) {
+            if ((p && p->zombie) || helpers_left.count(tid)) {
                 tracer::resume(tid, PTRACE_CONT);
                 continue;
             }

@@ -644,15 +644,37 @@ void check_ids(const std::vector<TreeIds>& ids, const std::set<int>& tree_ptys, 
         if (p.sid != p.pid && p.ctty != 0 && p.ctty != parent->ctty)
             problems.push_back(fmt::format("process {} has controlling terminal {}:{}, which its parent {} has not: "
                                            "not supported", p.pid, ::major(p.ctty), ::minor(p.ctty), parent->pid));
-        if (p.sid != p.pid && p.sid != parent->sid)
-            problems.push_back(fmt::format("process {} is in session {} but its parent {} in session {}: a "
-                                           "session whose leader has left the tree is not supported yet",
-                                           p.pid, p.sid, parent->pid, parent->sid));
-        if (p.pgid == p.pid || p.pgid == parent->pgid) continue;
+        // A session whose leader has exited (a daemon's double fork) is started again by a
+        // helper with the leader's pid that creates the members it had handed to their
+        // parent (a child subreaper): they must all have that one parent.
+        bool session_lost = p.sid != ids[0].sid && !find(p.sid);
+        if (p.sid != p.pid && p.sid != parent->sid) {
+            bool one_parent = std::all_of(ids.begin(), ids.end(), [&](const TreeIds& q) {
+                const TreeIds* qp = find(q.ppid);
+                return q.sid != p.sid || (qp && qp->sid == p.sid) || q.ppid == p.ppid;
+            });
+            if (!session_lost)
+                problems.push_back(fmt::format("process {} is in session {} but its parent {} in session {}, and "
+                                               "the session's leader is still in the tree: not supported yet",
+                                               p.pid, p.sid, parent->pid, parent->sid));
+            else if (!one_parent)
+                problems.push_back(fmt::format("process {} is in session {}, whose leader has exited, with members "
+                                               "handed to different parents: not supported yet", p.pid, p.sid));
+        }
+        if (p.pgid == p.pid || p.pgid == parent->pgid || (session_lost && p.pgid == p.sid)) continue;
         bool ok = false;
         for (size_t j = 0; j < i; ++j)
             ok = ok || (ids[j].pid == p.pgid && ids[j].pgid == p.pgid && ids[j].sid == p.sid);
-        if (!ok)
+        // A group whose leader has exited is made again by a helper with the leader's pid,
+        // made by the members' parent in its session: they must all have that one parent.
+        bool leader_exited = p.pgid != ids[0].pgid && !find(p.pgid);
+        bool one_parent = std::all_of(ids.begin(), ids.end(), [&](const TreeIds& q) {
+            return q.pgid != p.pgid || (q.ppid == p.ppid && q.sid == parent->sid);
+        });
+        if (leader_exited && !one_parent)
+            problems.push_back(fmt::format("process {} is in process group {}, whose leader has exited, with "
+                                           "members of other parents or sessions: not supported yet", p.pid, p.pgid));
+        else if (!ok && !leader_exited)
             problems.push_back(fmt::format("process {} is in process group {}, whose leader is not a process of "
                                            "the tree created before it: not supported yet", p.pid, p.pgid));
     }
