@@ -240,13 +240,13 @@ DumpedProcess zombie_record(const Zombie& z) {
 // What only the process itself can read, and its memory: through the parasite, which is
 // in the process only for the duration of this call.
 void collect_inside(DumpedProcess& d, image::ImageWriter& out, MemoryStats& mstats, const ParentMemory* parent,
-                    PhaseTimes& times) {
+                    GadgetCache& gadget_cache, PhaseTimes& times) {
     const pid_t pid = d.proc.pid;
     std::optional<PhaseTimes::Scope> phase(std::in_place, times, "gadgets");
     // Declared before the parasite: the parasite is removed first, then the leader's
     // registers are put back. Other threads are taken over one at a time, only while
     // they run their own command.
-    Gadgets gadgets = find_gadgets(pid);
+    Gadgets gadgets = gadget_cache.find(pid);
     phase.emplace(times, "infect");
     RemoteSyscalls leader(pid, pid, gadgets);
     Parasite parasite(leader, gadgets);
@@ -373,6 +373,7 @@ void dump(const DumpOptions& opts) {
 
     phase.reset();
     MemoryStats mstats;
+    GadgetCache gadget_cache;
     auto t_mem = Clock::now();
     for (auto& d : procs) {
         if (d.proc.zombie) continue;
@@ -381,7 +382,7 @@ void dump(const DumpOptions& opts) {
             return e.proc.pid == d.proc.ppid && !e.proc.zombie;
         });
         ParentMemory pm{d.proc.ppid, parent == procs.end() ? nullptr : &parent->vmas};
-        collect_inside(d, out, mstats, pm.vmas ? &pm : nullptr, times);  // one parasite at a time
+        collect_inside(d, out, mstats, pm.vmas ? &pm : nullptr, gadget_cache, times);  // one parasite at a time
     }
     memory_ms = ms_since(t_mem);
     fault::point("cure");
