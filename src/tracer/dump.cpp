@@ -242,14 +242,18 @@ DumpedProcess zombie_record(const Zombie& z) {
 void collect_inside(DumpedProcess& d, image::ImageWriter& out, MemoryStats& mstats, const ParentMemory* parent,
                     GadgetCache& gadget_cache, PhaseTimes& times) {
     const pid_t pid = d.proc.pid;
-    std::optional<PhaseTimes::Scope> phase(std::in_place, times, "gadgets");
+    MemoryStats ms;
+    // From outside, before the parasite: it is then given pipes for what it will move.
+    std::optional<PhaseTimes::Scope> phase(std::in_place, times, "plan_pages");
+    PagePlan plan = plan_pages(pid, d.vmas, parent, ms);
+    phase.emplace(times, "gadgets");
     // Declared before the parasite: the parasite is removed first, then the leader's
     // registers are put back. Other threads are taken over one at a time, only while
     // they run their own command.
     Gadgets gadgets = gadget_cache.find(pid);
     phase.emplace(times, "infect");
     RemoteSyscalls leader(pid, pid, gadgets);
-    Parasite parasite(leader, gadgets);
+    Parasite parasite(leader, gadgets, plan.readable_pages * image::kPageSize);
     fault::point("infect");
     phase.emplace(times, "parasite_state");
 
@@ -291,9 +295,8 @@ void collect_inside(DumpedProcess& d, image::ImageWriter& out, MemoryStats& msta
     take_parasite_attrs(ps, d.proc);
     fault::point("parasite-state");
 
-    MemoryStats ms;
     phase.emplace(times, "pages");
-    d.runs = dump_memory(pid, parasite, d.vmas, out, ms, [] { fault::point("memory"); }, parent);
+    d.runs = dump_memory(pid, parasite, d.vmas, std::move(plan), out, ms, [] { fault::point("memory"); });
     phase.emplace(times, "cure");  // ends when the parasite and the leader's takeover are undone
     mstats.pages_candidate += ms.pages_candidate;
     mstats.pages_stored += ms.pages_stored;
@@ -374,6 +377,7 @@ void dump(const DumpOptions& opts) {
     phase.reset();
     MemoryStats mstats;
     GadgetCache gadget_cache;
+    PfnCache parent_pfns;
     auto t_mem = Clock::now();
     for (auto& d : procs) {
         if (d.proc.zombie) continue;
@@ -381,9 +385,10 @@ void dump(const DumpOptions& opts) {
         auto parent = std::find_if(procs.begin(), procs.end(), [&](const DumpedProcess& e) {
             return e.proc.pid == d.proc.ppid && !e.proc.zombie;
         });
-        ParentMemory pm{d.proc.ppid, parent == procs.end() ? nullptr : &parent->vmas};
+        ParentMemory pm{d.proc.ppid, parent == procs.end() ? nullptr : &parent->vmas, &parent_pfns};
         collect_inside(d, out, mstats, pm.vmas ? &pm : nullptr, gadget_cache, times);  // one parasite at a time
     }
+    parent_pfns.verify();
     memory_ms = ms_since(t_mem);
     fault::point("cure");
 
