@@ -873,10 +873,11 @@ int restore(const RestoreOptions& opts) {
     }
 
     // Phase 3: the program's registers are in place; remove each stub from outside.
+    tracer::GadgetCache gadgets;  // a tree's processes map the same libraries
     for (const auto& [p, remote_args] : at_stub) {
         restorer::RestorerArgs args;
         tracer::read_mem(p, remote_args, &args, sizeof args);
-        tracer::RemoteSyscalls remote(p, p, tracer::find_gadgets(p));
+        tracer::RemoteSyscalls remote(p, p, gadgets.find(p));
         remote.checked("munmap of the restorer", __NR_munmap, args.self_start, args.self_len);
         // Guard regions last: the restorer had to write the memory around them.
         constexpr uint64_t kMadvGuardInstall = 102;

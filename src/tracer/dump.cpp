@@ -15,6 +15,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <algorithm>
 
@@ -22,6 +23,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/interrupt.h"
+#include "common/phase_times.h"
 #include "common/log.h"
 #include "image/writer.h"
 #include "tracer/audit.h"
@@ -238,15 +240,23 @@ DumpedProcess zombie_record(const Zombie& z) {
 
 // What only the process itself can read, and its memory: through the parasite, which is
 // in the process only for the duration of this call.
-void collect_inside(DumpedProcess& d, image::ImageWriter& out, MemoryStats& mstats, const ParentMemory* parent) {
+void collect_inside(DumpedProcess& d, image::ImageWriter& out, MemoryStats& mstats, const ParentMemory* parent,
+                    GadgetCache& gadget_cache, PhaseTimes& times) {
     const pid_t pid = d.proc.pid;
+    MemoryStats ms;
+    // From outside, before the parasite: it is then given pipes for what it will move.
+    std::optional<PhaseTimes::Scope> phase(std::in_place, times, "plan_pages");
+    PagePlan plan = plan_pages(pid, d.vmas, parent, ms);
+    phase.emplace(times, "gadgets");
     // Declared before the parasite: the parasite is removed first, then the leader's
     // registers are put back. Other threads are taken over one at a time, only while
     // they run their own command.
-    Gadgets gadgets = find_gadgets(pid);
+    Gadgets gadgets = gadget_cache.find(pid);
+    phase.emplace(times, "infect");
     RemoteSyscalls leader(pid, pid, gadgets);
-    Parasite parasite(leader, gadgets);
+    Parasite parasite(leader, gadgets, plan.readable_pages * image::kPageSize);
     fault::point("infect");
+    phase.emplace(times, "parasite_state");
 
     for (auto& t : d.threads) {
         long r = t.tid == pid ? parasite.run(parasite::kCmdThreadState)
@@ -286,8 +296,9 @@ void collect_inside(DumpedProcess& d, image::ImageWriter& out, MemoryStats& msta
     take_parasite_attrs(ps, d.proc);
     fault::point("parasite-state");
 
-    MemoryStats ms;
-    d.runs = dump_memory(pid, parasite, d.vmas, out, ms, [] { fault::point("memory"); }, parent);
+    phase.emplace(times, "pages");
+    d.runs = dump_memory(pid, parasite, d.vmas, std::move(plan), out, ms, [] { fault::point("memory"); });
+    phase.emplace(times, "cure");  // ends when the parasite and the leader's takeover are undone
     mstats.pages_candidate += ms.pages_candidate;
     mstats.pages_stored += ms.pages_stored;
     mstats.pages_zero += ms.pages_zero;
@@ -305,12 +316,16 @@ void dump(const DumpOptions& opts) {
     // released last.
     image::ImageWriter out(opts.dir, opts.overwrite ? image::Existing::Replace : image::Existing::Refuse);
     out.set_early_writeback(!opts.leave_running);
+    PhaseTimes times;
+    std::optional<PhaseTimes::Scope> phase(std::in_place, times, "freeze");
     FrozenTree tree(opts.pid);
+    phase.emplace(times, "audit");
     audit(tree);  // refuse state ckpt cannot save before anything is written or injected
     auto t_frozen = Clock::now();
     double frozen_ms = 0, memory_ms = 0, checksum_ms = 0;
     fault::point("seize");
 
+    phase.emplace(times, "collect");
     // Tree order, zombies at their places.
     std::vector<DumpedProcess> procs;
     for (pid_t pid : tree.pids()) {
@@ -325,6 +340,7 @@ void dump(const DumpOptions& opts) {
         interrupt::check();
     }
     fault::point("collect");
+    phase.emplace(times, "files");
 
     std::vector<image::Fd> fds;
     std::vector<std::vector<image::Vma>*> tree_vmas;
@@ -362,7 +378,10 @@ void dump(const DumpOptions& opts) {
     save_shared_memory(tree_vmas, out);
     fault::point("files");
 
+    phase.reset();
     MemoryStats mstats;
+    GadgetCache gadget_cache;
+    PfnCache parent_pfns;
     auto t_mem = Clock::now();
     for (auto& d : procs) {
         if (d.proc.zombie) continue;
@@ -370,9 +389,10 @@ void dump(const DumpOptions& opts) {
         auto parent = std::find_if(procs.begin(), procs.end(), [&](const DumpedProcess& e) {
             return e.proc.pid == d.proc.ppid && !e.proc.zombie;
         });
-        ParentMemory pm{d.proc.ppid, parent == procs.end() ? nullptr : &parent->vmas};
-        collect_inside(d, out, mstats, pm.vmas ? &pm : nullptr);  // one parasite at a time
+        ParentMemory pm{d.proc.ppid, parent == procs.end() ? nullptr : &parent->vmas, &parent_pfns};
+        collect_inside(d, out, mstats, pm.vmas ? &pm : nullptr, gadget_cache, times);  // one parasite at a time
     }
+    parent_pfns.verify();
     memory_ms = ms_since(t_mem);
     fault::point("cure");
 
@@ -427,6 +447,7 @@ void dump(const DumpOptions& opts) {
                    "pages_candidate={}\npages_stored={}\npages_zero={}\npages_inherited={}\ndata_bytes={}\nprocesses={}\nthreads={}\nvmas={}\n",
                    ms_since(t_start), frozen_ms, memory_ms, checksum_ms, mstats.pages_candidate, mstats.pages_stored,
                    mstats.pages_zero, mstats.pages_inherited, out.data_offset(), procs.size(), nr_threads, nr_vmas);
+        for (const auto& [name, ms] : times.phases()) fmt::print("{}_ms={:.1f}\n", name, ms);
     }
     log::info("dumped process {}{} into {}: {} pages stored, {} zero pages skipped", opts.pid,
               procs.size() > 1 ? fmt::format(" and {} descendants", procs.size() - 1) : "", opts.dir,

@@ -20,6 +20,7 @@
 #include "tracer/files_dump.h"
 #include "tracer/fault.h"
 #include "tracer/page_scan.h"
+#include "tracer/pfn_cache.h"
 #include "tracer/proc_parse.h"
 #include "tracer/smaps_cache.h"
 #include "tracer/vma_flags.h"
@@ -119,11 +120,6 @@ bool page_wanted(const Vma& v, uint64_t pm) {
     }
 }
 
-struct Span {
-    uint64_t addr, nr_pages;
-    size_t vma;
-};
-
 bool has_guard_regions(const Vma& v) { return (" " + v.vmflags + " ").find(" gu ") != std::string::npos; }
 
 void add_guard(Vma& v, uint64_t addr) {
@@ -136,9 +132,9 @@ void add_guard(Vma& v, uint64_t addr) {
 // Candidate spans of every VMA from /proc/PID/pagemap. Guard pages are recorded in their
 // VMA instead: touching one, even from the parasite, raises SIGSEGV. Pages where the shared
 // zero page is mapped are left out: they read as zeros, as an untouched page restores.
-std::vector<Span> candidate_spans(pid_t pid, std::vector<Vma>& vmas) {
+std::vector<CandidateSpan> candidate_spans(pid_t pid, std::vector<Vma>& vmas) {
     PageScanner scanner(pid);
-    std::vector<Span> spans;
+    std::vector<CandidateSpan> spans;
     // A reservation of terabytes (JVMs, Go, sanitizers) holding no page at all is skipped
     // without a look: smaps says so.
     auto resident = proc::parse_smaps_resident_kb(frozen_smaps(pid));
@@ -194,15 +190,18 @@ void read_pagemap(int fd, uint64_t addr, uint64_t n, std::vector<uint64_t>& out,
 // Takes out of `spans` the pages a VMA shares physically with the parent's VMA at the same
 // address (same PFN: one page, copy-on-write since fork), marks such VMAs `inherit` and
 // records in `zero` the pages they have none of. PFNs are visible to root only; without
-// them nothing is shared and everything is stored as before.
-std::vector<Span> take_inherited(pid_t pid, std::vector<Vma>& vmas, const std::vector<Span>& spans,
-                                 const ParentMemory& parent, MemoryStats& stats) {
-    std::string mine_path = fmt::format("/proc/{}/pagemap", pid), theirs_path = fmt::format("/proc/{}/pagemap", parent.pid);
-    UniqueFd mine(::open(mine_path.c_str(), O_RDONLY | O_CLOEXEC)), theirs(::open(theirs_path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!mine || !theirs) fail_errno("cannot open the pagemap of process {} or its parent {}", pid, parent.pid);
+// them nothing is shared and everything is stored as before. The parent's entries come
+// from `parent.pfns`, read before this process's own (see pfn_cache.h for why that order).
+std::vector<CandidateSpan> take_inherited(pid_t pid, std::vector<Vma>& vmas, const std::vector<CandidateSpan>& spans,
+                                          const ParentMemory& parent, MemoryStats& stats) {
+    std::string mine_path = fmt::format("/proc/{}/pagemap", pid);
+    UniqueFd mine(::open(mine_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!mine) fail_errno("cannot open the pagemap of process {}", pid);
     constexpr uint64_t kPfnMask = (1ull << 55) - 1;
-    std::vector<Span> out;
-    std::vector<uint64_t> a, b;
+    constexpr uint64_t kChunk = PfnCache::kChunkPages;
+    std::vector<CandidateSpan> out;
+    std::vector<uint64_t> a;
+    std::vector<PfnCache::Chunk*> theirs;
     size_t i = 0;
     while (i < spans.size()) {
         const size_t vi = spans[i].vma;
@@ -214,21 +213,31 @@ std::vector<Span> take_inherited(pid_t pid, std::vector<Vma>& vmas, const std::v
             i = j;
             continue;
         }
-        std::vector<Span> own;
+        std::vector<CandidateSpan> own;
         uint64_t shared = 0, covered_to = v.start;
         std::vector<image::GuardRange> zero;
+        // Marks are set only once the VMA is known to inherit: a VMA that shares nothing
+        // is stored whole, and its comparisons need no check at the end.
+        std::vector<std::pair<PfnCache::Chunk*, uint64_t>> matches;
         for (size_t k = i; k < j; ++k) {
-            const Span& s = spans[k];
+            const CandidateSpan& s = spans[k];
             if (s.addr > covered_to) add_range(zero, covered_to, (s.addr - covered_to) / kPage);
             covered_to = s.addr + s.nr_pages * kPage;
+            const uint64_t first = s.addr / kPage;
+            theirs.clear();
+            for (uint64_t c = first / kChunk; c <= (first + s.nr_pages - 1) / kChunk; ++c)
+                theirs.push_back(&parent.pfns->chunk(parent.pid, c));
             read_pagemap(mine.get(), s.addr, s.nr_pages, a, mine_path);
-            read_pagemap(theirs.get(), s.addr, s.nr_pages, b, theirs_path);
             for (uint64_t p = 0; p < s.nr_pages; ++p) {
-                bool same = (a[p] & kPmPresent) && (b[p] & kPmPresent) && (a[p] & kPfnMask) != 0 &&
-                            (a[p] & kPfnMask) == (b[p] & kPfnMask);
+                const uint64_t page = first + p;
+                PfnCache::Chunk* c = theirs[page / kChunk - first / kChunk];
+                const uint64_t b = c->entries[page % kChunk];
+                bool same = (a[p] & kPmPresent) && (b & kPmPresent) && (a[p] & kPfnMask) != 0 &&
+                            (a[p] & kPfnMask) == (b & kPfnMask);
                 uint64_t addr = s.addr + p * kPage;
                 if (same) {
                     ++shared;
+                    matches.emplace_back(c, page % kChunk);
                 } else if (!own.empty() && own.back().addr + own.back().nr_pages * kPage == addr) {
                     ++own.back().nr_pages;
                 } else {
@@ -241,6 +250,7 @@ std::vector<Span> take_inherited(pid_t pid, std::vector<Vma>& vmas, const std::v
             i = j;
             continue;
         }
+        for (const auto& [c, k] : matches) c->matched.set(k);
         if (v.end > covered_to) add_range(zero, covered_to, (v.end - covered_to) / kPage);
         v.inherit = 1;
         v.zero = std::move(zero);
@@ -389,14 +399,22 @@ void save_shared_memory(std::vector<std::vector<Vma>*>& tree, image::ImageWriter
     }
 }
 
-std::vector<image::PageRun> dump_memory(pid_t pid, Parasite& parasite,
-                                        std::vector<Vma>& vmas, image::ImageWriter& out,
-                                        MemoryStats& stats, const std::function<void()>& halfway,
-                                        const ParentMemory* parent) {
-    std::vector<Span> spans = candidate_spans(pid, vmas);
-    if (parent) spans = take_inherited(pid, vmas, spans, *parent, stats);
-    uint64_t total = 0;
-    for (const auto& s : spans) total += s.nr_pages;
+PagePlan plan_pages(pid_t pid, std::vector<Vma>& vmas, const ParentMemory* parent, MemoryStats& stats) {
+    PagePlan plan;
+    plan.spans = candidate_spans(pid, vmas);
+    if (parent) plan.spans = take_inherited(pid, vmas, plan.spans, *parent, stats);
+    for (const auto& s : plan.spans) {
+        plan.pages += s.nr_pages;
+        if (vmas[s.vma].prot & PROT_READ) plan.readable_pages += s.nr_pages;
+    }
+    return plan;
+}
+
+std::vector<image::PageRun> dump_memory(pid_t pid, Parasite& parasite, std::vector<Vma>& vmas, PagePlan plan,
+                                        image::ImageWriter& out, MemoryStats& stats,
+                                        const std::function<void()>& halfway) {
+    std::vector<CandidateSpan>& spans = plan.spans;
+    const uint64_t total = plan.pages;
     stats.pages_candidate = total;
     RunBuilder runs(pid, vmas);
 
@@ -425,7 +443,7 @@ std::vector<image::PageRun> dump_memory(pid_t pid, Parasite& parasite,
                 mem.reset(::open(mem_path.c_str(), O_RDONLY | O_CLOEXEC));
                 if (!mem) fail_errno("cannot open {}", mem_path);
             }
-            const Span& s = spans[i];
+            const CandidateSpan& s = spans[i];
             for (uint64_t p = 0; p < s.nr_pages; ++p) {
                 uint64_t a = s.addr + p * kPage;
                 pread_exact(mem.get(), page.data(), kPage, a, mem_path);
@@ -442,6 +460,7 @@ std::vector<image::PageRun> dump_memory(pid_t pid, Parasite& parasite,
             continue;
         }
         // Fill one batch with readable spans (splitting a span that does not fit).
+        if (batch_pages == 0) fail("internal error: the parasite of process {} has no page pipes", pid);
         dp.nr_spans = 0;
         dp.nr_pipes = static_cast<uint32_t>(parasite.nr_pipes());
         dp.pipe_pages = static_cast<uint32_t>(pipe_pages);
@@ -450,7 +469,7 @@ std::vector<image::PageRun> dump_memory(pid_t pid, Parasite& parasite,
         std::vector<size_t> span_vma;
         while (i < spans.size() && dp.nr_spans < parasite::kMaxSpans && in_batch < batch_pages &&
                (vmas[spans[i].vma].prot & PROT_READ)) {
-            Span& s = spans[i];
+            CandidateSpan& s = spans[i];
             uint64_t take = std::min(s.nr_pages, batch_pages - in_batch);
             dp.spans[dp.nr_spans++] = {s.addr, take};
             span_vma.push_back(s.vma);

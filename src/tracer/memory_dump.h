@@ -10,6 +10,7 @@
 #include "image/format.h"
 #include "image/writer.h"
 #include "tracer/parasite.h"
+#include "tracer/pfn_cache.h"
 
 namespace ckpt::tracer {
 
@@ -30,21 +31,37 @@ struct MemoryStats {
 };
 
 // The parent of the process being dumped, frozen too, whose private memory the process may
-// still share copy-on-write (same physical pages).
+// still share copy-on-write (same physical pages); its pagemap entries come from `pfns`.
 struct ParentMemory {
     pid_t pid;
     const std::vector<image::Vma>* vmas;
+    PfnCache* pfns;
 };
 
-// Writes every page that holds data the kernel cannot give back by itself (anonymous and
-// private-dirty pages; never-touched and all-zero pages and clean file pages are skipped).
-// `halfway` is called once, half through, for fault injection. Returns the runs, in order,
-// without checksums; updates vmas[i].stored_pages.
-// With `parent`, a private anonymous VMA that has pages physically shared with the parent's
-// VMA at the same address is marked `inherit`, and those pages are not stored.
-std::vector<image::PageRun> dump_memory(pid_t pid, Parasite& parasite,
-                                        std::vector<image::Vma>& vmas, image::ImageWriter& out,
-                                        MemoryStats& stats, const std::function<void()>& halfway,
-                                        const ParentMemory* parent = nullptr);
+struct CandidateSpan {
+    uint64_t addr, nr_pages;
+    size_t vma;  // index in the process's VMAs
+};
+
+// The pages of a process that are to be stored, found from outside before the parasite goes
+// in (so that it is given pipes for what it will move, not for the most it could).
+struct PagePlan {
+    std::vector<CandidateSpan> spans;
+    uint64_t pages = 0;
+    uint64_t readable_pages = 0;  // of those, in readable VMAs: what goes through the pipes
+};
+
+// Finds every page that holds data the kernel cannot give back by itself (anonymous and
+// private-dirty pages; never-touched and zero-page-mapped pages and clean file pages are
+// left out). With `parent`, a private anonymous VMA that has pages physically shared with
+// the parent's VMA at the same address is marked `inherit`, and those pages are left out.
+PagePlan plan_pages(pid_t pid, std::vector<image::Vma>& vmas, const ParentMemory* parent, MemoryStats& stats);
+
+// Writes the planned pages that are not all zero. `halfway` is called once, half through,
+// for fault injection. Returns the runs, in order, without checksums; updates
+// vmas[i].stored_pages (and the `zero` ranges of inheriting VMAs).
+std::vector<image::PageRun> dump_memory(pid_t pid, Parasite& parasite, std::vector<image::Vma>& vmas,
+                                        PagePlan plan, image::ImageWriter& out, MemoryStats& stats,
+                                        const std::function<void()>& halfway);
 
 }  // namespace ckpt::tracer

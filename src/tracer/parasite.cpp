@@ -51,7 +51,7 @@ bool sigpipe_pending(pid_t tid) {
 
 }  // namespace
 
-Parasite::Parasite(RemoteSyscalls& leader, const Gadgets& gadgets)
+Parasite::Parasite(RemoteSyscalls& leader, const Gadgets& gadgets, uint64_t page_bytes)
     : leader_(leader), gadgets_(gadgets) {
     const pid_t pid = leader.pid();
     auto blob = parasite_blob();
@@ -116,7 +116,7 @@ Parasite::Parasite(RemoteSyscalls& leader, const Gadgets& gadgets)
         kill_safe_ = kill_safe_ && leader.protected_mode();
 
         leader.on_next_syscall_entry([] { fault::point("remote-syscall"); });
-        setup_pipes();
+        setup_pipes(page_bytes);
     } catch (...) {
         cleanup();
         throw;
@@ -125,7 +125,7 @@ Parasite::Parasite(RemoteSyscalls& leader, const Gadgets& gadgets)
                kill_safe_ ? "" : " (not kill-safe)");
 }
 
-void Parasite::setup_pipes() {
+void Parasite::setup_pipes(uint64_t page_bytes) {
     // The target makes each pipe (so we never need to push a descriptor into it); we open its
     // read end through /proc, which a root tracer may always do, and the target closes its
     // own: if ckpt dies, the parasite's vmsplice then fails instead of blocking forever.
@@ -135,7 +135,8 @@ void Parasite::setup_pipes() {
     int want = std::min(std::stoi(read_file("/proc/sys/fs/pipe-max-size")), kPipeSize);
     uint64_t total = 0;
     auto& ex = args_->exit_leader;
-    while (pipes_.size() < parasite::kMaxPipes && total < kPipeSize) {
+    const uint64_t wanted = std::min<uint64_t>(page_bytes, kPipeSize);
+    while (pipes_.size() < parasite::kMaxPipes && total < wanted) {
         // A pipe2 in flight when ckpt dies still completes: the emergency cleanup finds its
         // descriptors where the kernel writes them.
         fds[0] = fds[1] = -1;

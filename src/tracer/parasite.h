@@ -25,8 +25,10 @@ namespace ckpt::tracer {
 
 class Parasite {
   public:
-    // `leader` must be the process's main thread, frozen and not yet used.
-    Parasite(RemoteSyscalls& leader, const Gadgets& gadgets);
+    // `leader` must be the process's main thread, frozen and not yet used. The page pipes
+    // hold `page_bytes` (what the dump will move), up to one batch: each pipe costs three
+    // remote syscalls, which in a tree of small children cost more than their pages did.
+    Parasite(RemoteSyscalls& leader, const Gadgets& gadgets, uint64_t page_bytes);
     ~Parasite();
     Parasite(const Parasite&) = delete;
     Parasite& operator=(const Parasite&) = delete;
@@ -48,7 +50,7 @@ class Parasite {
     bool kill_safe() const { return kill_safe_; }
 
   private:
-    void setup_pipes();
+    void setup_pipes(uint64_t page_bytes);
     void cleanup() noexcept;
     RemoteAddr at(uint64_t offset) const { return base_.byte_offset(offset); }
 
