@@ -222,6 +222,22 @@ pid_t clone_with_pid(pid_t pid, int exit_signal) {
 [[noreturn]] void process_main(const TreeSetup& s, const image::Process& proc, int created_w);
 
 
+// One byte from a creation pipe: 1 if it came, 0 if the writer died first, -1 on error.
+ssize_t read_report_byte(int fd, char& c) {
+    ssize_t n;
+    do n = ::read(fd, &c, 1);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
+// Waits for a helper process of the restore to exit; its wait status.
+int reap_helper(pid_t pid, std::string_view what) {
+    int st;
+    while (::waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) fail_errno("cannot reap the helper of {}", what);
+    return st;
+}
+
 // A child with the pid of a process group's exited leader, in `parent`'s session, that
 // makes the group and waits until `release` is closed. Returns the end to close.
 UniqueFd make_group_helper(pid_t pgid) {
@@ -235,16 +251,13 @@ UniqueFd make_group_helper(pid_t pgid) {
         char ok = ::setpgid(0, 0) == 0 ? 'g' : 'x';
         if (::write(made[1], &ok, 1) != 1) _exit(1);
         char c;
-        while (::read(release[0], &c, 1) < 0 && errno == EINTR) {
-        }
+        read_report_byte(release[0], c);  // EOF: the members have joined
         _exit(0);
     }
     ::close(made[1]);
     ::close(release[0]);
     char ok = 0;
-    ssize_t n;
-    do n = ::read(made[0], &ok, 1);
-    while (n < 0 && errno == EINTR);
+    ssize_t n = read_report_byte(made[0], ok);
     ::close(made[0]);
     UniqueFd release_w(release[1]);
     if (n != 1 || ok != 'g') fail("cannot make process group {} again (its leader had exited)", pgid);
@@ -263,9 +276,7 @@ void create_child(const TreeSetup& s, const image::Process& c) {
     }
     ::close(p[1]);
     char ok = 0;
-    ssize_t n;
-    do n = ::read(p[0], &ok, 1);
-    while (n < 0 && errno == EINTR);
+    ssize_t n = read_report_byte(p[0], ok);
     ::close(p[0]);
     if (n != 1) fail("process {} failed while being created", c.pid);
     if (c.zombie) {
@@ -294,9 +305,7 @@ void create_in_lost_session(const TreeSetup& s, pid_t sid, const std::vector<con
         }
         ::_exit(0);
     }
-    int st;
-    while (::waitpid(r, &st, 0) < 0)
-        if (errno != EINTR) fail_errno("cannot reap the helper of session {}", sid);
+    int st = reap_helper(r, fmt::format("session {}", sid));
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) fail("cannot make session {} again (its leader had exited)", sid);
 }
 
@@ -331,9 +340,7 @@ void create_children(const TreeSetup& s, const image::Process& parent) {
     }
     for (auto& [pgid, release] : helpers) {
         release.reset();
-        int st;
-        while (::waitpid(pgid, &st, 0) < 0)
-            if (errno != EINTR) fail_errno("cannot reap the helper of process group {}", pgid);
+        reap_helper(pgid, fmt::format("process group {}", pgid));
     }
 }
 
