@@ -177,6 +177,7 @@ std::vector<image::Pty> dump_ptys(std::vector<Fd>& fds, const std::vector<const 
                                   const std::set<pid_t>& tree) {
     std::vector<image::Pty> out;
     std::map<uint32_t, const Fd*> master_of;  // by index
+    std::map<uint32_t, UniqueFd> copy_of;     // ckpt's copy of each master description, by index
     for (const Fd& f : fds) {
         if (f.kind != FdKind::PtyMaster || f.dup_of >= 0) continue;
         if (std::any_of(out.begin(), out.end(), [&](const image::Pty& p) { return p.file_id == f.file_id; })) continue;
@@ -185,6 +186,7 @@ std::vector<image::Pty> dump_ptys(std::vector<Fd>& fds, const std::vector<const 
         rec.file_id = f.file_id;
         rec.index = static_cast<uint32_t>(get_int(m.get(), TIOCGPTN, "index", 0));
         master_of[rec.index] = &f;
+        copy_of[rec.index] = std::move(m);
         out.push_back(std::move(rec));
     }
     if (out.empty()) return out;
@@ -226,7 +228,7 @@ std::vector<image::Pty> dump_ptys(std::vector<Fd>& fds, const std::vector<const 
     for (auto& rec : out) {
         const Fd& f = *master_of.at(rec.index);
         const auto& holders = slaves[rec.index];
-        UniqueFd m = copy_of_target_fd(f.pid, f.fd);
+        const UniqueFd& m = copy_of.at(rec.index);
         KernelTermios2 t = get_termios(m.get(), rec.index);
         rec.termios.assign(reinterpret_cast<const char*>(&t), sizeof t);
         winsize ws{};
@@ -364,7 +366,9 @@ void restore_controlling_terminal(const image::Image& img, const image::Process&
     }
     if (proc.ctty != 0 || !parent || parent->ctty == 0) return;
     // What the parent has is inherited by fork(); this process had given it up (TIOCNOTTY).
+    // ENXIO: it inherited none (made by a session helper, or its parent's is not back).
     UniqueFd t(::open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC));
+    if (!t && errno == ENXIO) return;
     if (!t || ::ioctl(t.get(), TIOCNOTTY) != 0)
         fail_errno("process {}: cannot give up the controlling terminal it inherited", proc.pid);
 }
